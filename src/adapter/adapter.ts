@@ -1,0 +1,215 @@
+import { createHash } from 'node:crypto';
+
+import type { Adapter, AdapterFactory, AdapterPayload } from 'oidc-provider';
+
+import type { Clock } from '../clock.ts';
+import type { Db } from '../db/connect.ts';
+import {
+  consumePayload,
+  deletePayload,
+  deletePayloadsByGrantId,
+  extendReplayMarker,
+  findPayload,
+  insertReplayMarker,
+  insertRevokedToken,
+  isTokenRevoked,
+  upsertPayload,
+} from './oidc-payload.repository.ts';
+import { currentPresentedJwt } from './presented-jwt.ts';
+
+export interface AdapterDependencies {
+  db: Db;
+  clock: Clock;
+  /** Client metadata for oidc-provider, or undefined when the client does not exist or may not act. */
+  findClientMetadata(clientId: string): Promise<AdapterPayload | undefined>;
+  /**
+   * How long a replay marker is kept when first written, in seconds: at least the DPoP proof acceptance window
+   * plus clock skew, so the common case needs no second write.
+   */
+  replayWindowSeconds: number;
+}
+
+/** Ids are stored hashed: for access tokens and registration tokens the id is the bearer value itself. */
+function hashId(id: string): string {
+  return createHash('sha256').update(id, 'utf8').digest('base64url');
+}
+
+const epoch = (date: Date) => Math.floor(date.getTime() / 1000);
+
+export function createAdapterFactory(deps: AdapterDependencies): AdapterFactory {
+  return (model: string): Adapter => {
+    switch (model) {
+      case 'Client':
+        return new ClientAdapter(deps);
+      case 'ReplayDetection':
+        return new ReplayDetectionAdapter(deps);
+      case 'ClientCredentials':
+        return new ClientCredentialsAdapter(deps);
+      default:
+        return new PayloadAdapter(model, deps);
+    }
+  };
+}
+
+/** Any oidc-provider model, stored in `oidc_payload` under hashed ids. */
+class PayloadAdapter implements Adapter {
+  protected readonly model: string;
+  protected readonly deps: AdapterDependencies;
+
+  constructor(model: string, deps: AdapterDependencies) {
+    this.model = model;
+    this.deps = deps;
+  }
+
+  async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
+    const { jti: _bearerValue, ...stored } = payload;
+    await upsertPayload(this.deps.db, {
+      model: this.model,
+      id: hashId(id),
+      payload: stored,
+      grantId: payload.grantId ?? null,
+      uid: payload.uid ? hashId(payload.uid) : null,
+      userCode: payload.userCode ? hashId(payload.userCode) : null,
+      expiresAt: expiresIn === undefined ? null : new Date(this.deps.clock.now().getTime() + expiresIn * 1000),
+    });
+  }
+
+  async find(id: string): Promise<AdapterPayload | undefined> {
+    return this.findBy({ column: 'id', value: hashId(id) }, id);
+  }
+
+  async findByUid(uid: string): Promise<AdapterPayload | undefined> {
+    return this.findBy({ column: 'uid', value: hashId(uid) });
+  }
+
+  async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
+    return this.findBy({ column: 'user_code', value: hashId(userCode) });
+  }
+
+  async consume(id: string): Promise<void> {
+    await consumePayload(this.deps.db, this.model, hashId(id), this.deps.clock.now());
+  }
+
+  async destroy(id: string): Promise<void> {
+    await deletePayload(this.deps.db, this.model, hashId(id));
+  }
+
+  async revokeByGrantId(grantId: string): Promise<void> {
+    await deletePayloadsByGrantId(this.deps.db, this.model, grantId);
+  }
+
+  private async findBy(
+    lookup: { column: 'id' | 'uid' | 'user_code'; value: string },
+    id?: string,
+  ): Promise<AdapterPayload | undefined> {
+    const found = await findPayload(this.deps.db, this.model, lookup, this.deps.clock.now());
+    if (!found) return undefined;
+    return {
+      ...found.payload,
+      ...(id === undefined ? {} : { jti: id }),
+      ...(found.consumed ? { consumed: true } : {}),
+    } as AdapterPayload;
+  }
+}
+
+/** Opaque client_credentials tokens, plus the JWT access tokens presented at introspection and revocation. */
+class ClientCredentialsAdapter extends PayloadAdapter {
+  constructor(deps: AdapterDependencies) {
+    super('ClientCredentials', deps);
+  }
+
+  override async find(id: string): Promise<AdapterPayload | undefined> {
+    const presented = currentPresentedJwt();
+    if (presented?.reference !== id) return super.find(id);
+    const claims = presented.claims;
+    if (!claims || (await isTokenRevoked(this.deps.db, claims.jti))) return undefined;
+    return {
+      kind: 'ClientCredentials',
+      jti: claims.jti,
+      iat: claims.iat,
+      exp: claims.exp,
+      clientId: claims.client_id,
+      aud: claims.aud,
+      ...(claims.scope ? { scope: claims.scope } : {}),
+      ...(claims.cnf?.jkt ? { jkt: claims.cnf.jkt } : {}),
+    } as AdapterPayload;
+  }
+
+  override async destroy(id: string): Promise<void> {
+    const claims = currentPresentedJwt()?.claims;
+    if (claims?.jti === id) {
+      await insertRevokedToken(this.deps.db, claims.jti, claims.client_id, new Date(claims.exp * 1000));
+      return;
+    }
+    await super.destroy(id);
+  }
+}
+
+/**
+ * oidc-provider checks one-time values (DPoP proof and client assertion `jti`s) as find-then-upsert, which lets
+ * concurrent duplicates through. Here `find` itself claims the value with one atomic insert: only the caller
+ * whose insert wins sees "not found" and proceeds; every other one sees the marker and is rejected cleanly.
+ * @see RFC 9449 §11.1, RFC 7523 §3 (jti replay)
+ */
+class ReplayDetectionAdapter extends PayloadAdapter {
+  constructor(deps: AdapterDependencies) {
+    super('ReplayDetection', deps);
+  }
+
+  override async find(id: string): Promise<AdapterPayload | undefined> {
+    const now = this.deps.clock.now();
+    const expiresAt = new Date(now.getTime() + this.deps.replayWindowSeconds * 1000);
+    const claimed = await insertReplayMarker(this.deps.db, this.model, id, expiresAt, now);
+    if (claimed) return undefined;
+    // Must pass the provider's payload checks, or it would be treated as absent.
+    return { kind: 'ReplayDetection', jti: id, iat: epoch(now), exp: epoch(expiresAt) } as AdapterPayload;
+  }
+
+  override async upsert(id: string, _payload: AdapterPayload, expiresIn?: number): Promise<void> {
+    // The marker exists since find(); only a value valid for longer than the window needs a later expiry.
+    if (expiresIn === undefined || expiresIn <= this.deps.replayWindowSeconds) return;
+    await extendReplayMarker(
+      this.deps.db,
+      this.model,
+      id,
+      new Date(this.deps.clock.now().getTime() + expiresIn * 1000),
+    );
+  }
+}
+
+/** Clients live in Mayfly's own tables; the provider reads them, it never writes them. */
+class ClientAdapter implements Adapter {
+  private readonly deps: AdapterDependencies;
+
+  constructor(deps: AdapterDependencies) {
+    this.deps = deps;
+  }
+
+  find(id: string): Promise<AdapterPayload | undefined> {
+    return this.deps.findClientMetadata(id);
+  }
+
+  upsert(): Promise<void> {
+    return Promise.reject(new Error('clients are managed by Mayfly, not through the provider'));
+  }
+
+  destroy(): Promise<void> {
+    return Promise.reject(new Error('clients are managed by Mayfly, not through the provider'));
+  }
+
+  findByUid(): Promise<undefined> {
+    return Promise.resolve(undefined);
+  }
+
+  findByUserCode(): Promise<undefined> {
+    return Promise.resolve(undefined);
+  }
+
+  consume(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  revokeByGrantId(): Promise<void> {
+    return Promise.resolve();
+  }
+}

@@ -1,0 +1,95 @@
+import { mkdir } from 'node:fs/promises';
+
+import { PGlite } from '@electric-sql/pglite';
+import {
+  Kysely,
+  PGliteDialect,
+  PostgresDialect,
+  type DatabaseConnection,
+  type Dialect,
+  type Driver,
+  type TransactionSettings,
+} from 'kysely';
+import pg from 'pg';
+
+import type { DatabaseConfig } from '../config/config.ts';
+import type { Database } from './database.ts';
+
+export type Db = Kysely<Database>;
+
+export interface DatabaseHandle {
+  db: Db;
+  kind: DatabaseConfig['kind'];
+  close(): Promise<void>;
+}
+
+export async function connectDatabase(config: DatabaseConfig): Promise<DatabaseHandle> {
+  if (config.kind === 'postgres') {
+    const pool = new pg.Pool({
+      connectionString: config.url,
+      max: config.poolMax,
+      // Fail fast rather than queue forever when Postgres is unreachable.
+      connectionTimeoutMillis: 5_000,
+      application_name: 'mayfly',
+    });
+    // An idle client losing its connection must not crash the process; the next query reconnects.
+    pool.on('error', () => undefined);
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    return { db, kind: 'postgres', close: () => db.destroy() };
+  }
+
+  if (config.dataDir) await mkdir(config.dataDir, { recursive: true });
+  const pglite = await PGlite.create(config.dataDir);
+  const db = new Kysely<Database>({ dialect: new SerializedDialect(new PGliteDialect({ pglite })) });
+  return { db, kind: 'pglite', close: () => db.destroy() };
+}
+
+/**
+ * PGlite is one connection. Kysely's PGlite driver hands that connection to every caller, so a query issued
+ * while another caller's transaction is open would silently run inside that transaction (and be rolled back
+ * with it). Serializing connection use keeps transactions isolated; PGlite runs one query at a time anyway.
+ */
+class SerializedDialect implements Dialect {
+  private readonly inner: Dialect;
+  constructor(inner: Dialect) {
+    this.inner = inner;
+  }
+  createAdapter = () => this.inner.createAdapter();
+  createIntrospector = (db: Kysely<unknown>) => this.inner.createIntrospector(db);
+  createQueryCompiler = () => this.inner.createQueryCompiler();
+  createDriver = (): Driver => new SerializedDriver(this.inner.createDriver());
+}
+
+class SerializedDriver implements Driver {
+  #queue: Promise<void> = Promise.resolve();
+  #release: (() => void) | undefined;
+
+  private readonly inner: Driver;
+  constructor(inner: Driver) {
+    this.inner = inner;
+  }
+
+  init = () => this.inner.init();
+  destroy = () => this.inner.destroy();
+
+  async acquireConnection(): Promise<DatabaseConnection> {
+    const previous = this.#queue;
+    let release!: () => void;
+    this.#queue = new Promise((resolve) => (release = resolve));
+    await previous;
+    this.#release = release;
+    return this.inner.acquireConnection();
+  }
+
+  async releaseConnection(connection: DatabaseConnection): Promise<void> {
+    await this.inner.releaseConnection(connection);
+    const release = this.#release;
+    this.#release = undefined;
+    release?.();
+  }
+
+  beginTransaction = (connection: DatabaseConnection, settings: TransactionSettings) =>
+    this.inner.beginTransaction(connection, settings);
+  commitTransaction = (connection: DatabaseConnection) => this.inner.commitTransaction(connection);
+  rollbackTransaction = (connection: DatabaseConnection) => this.inner.rollbackTransaction(connection);
+}

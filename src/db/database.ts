@@ -1,0 +1,16 @@
+import type { ClientGrantTable, ClientIntrospectionTable, ClientSecretTable, ClientTable } from './tables/client.table.ts';
+import type { OidcPayloadTable } from './tables/oidc-payload.table.ts';
+import type { ResourceTable } from './tables/resource.table.ts';
+import type { RevokedTokenTable } from './tables/revoked-token.table.ts';
+import type { SigningKeyTable } from './tables/signing-key.table.ts';
+
+export interface Database {
+  resource: ResourceTable;
+  client: ClientTable;
+  client_secret: ClientSecretTable;
+  client_grant: ClientGrantTable;
+  client_introspection: ClientIntrospectionTable;
+  oidc_payload: OidcPayloadTable;
+  revoked_token: RevokedTokenTable;
+  signing_key: SigningKeyTable;
+}

@@ -1,0 +1,19 @@
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+
+export type TokenFormat = 'jwt' | 'opaque';
+
+export interface ResourceTable {
+  id: Generated<string>;
+  /** Absolute URI a client names in the `resource` parameter (RFC 8707); the token's `aud`. */
+  identifier: string;
+  name: string | null;
+  scopes: string[];
+  token_ttl: number;
+  token_format: TokenFormat;
+  created_at: ColumnType<Date, never, never>;
+  updated_at: ColumnType<Date, never, Date>;
+}
+
+export type ResourceRow = Selectable<ResourceTable>;
+export type NewResourceRow = Insertable<ResourceTable>;
+export type ResourceRowUpdate = Updateable<ResourceTable>;

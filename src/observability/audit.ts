@@ -1,0 +1,54 @@
+import type { Logger } from './logger.ts';
+
+/** Fields common to every access attempt on a protocol endpoint. Never a secret, proof or token value. */
+interface AccessAttempt {
+  outcome: 'success' | 'failure';
+  /** The authenticated client, or the client id it claimed when authentication failed. */
+  client_id: string | undefined;
+  ip: string;
+  /** OAuth error code and the precise reason, on failure. */
+  error?: string | undefined;
+  reason?: string | undefined;
+  /** Present and true when the client is exempt from DPoP: the exception must stay visible. */
+  bearer_allowed?: true | undefined;
+}
+
+export interface TokenAttempt extends AccessAttempt {
+  resource: string | undefined;
+  scopes: string[] | undefined;
+  jkt: string | undefined;
+  token_type: 'DPoP' | 'Bearer' | undefined;
+  token_format?: 'jwt' | 'opaque' | undefined;
+  expires_in?: number | undefined;
+}
+
+export interface IntrospectionAttempt extends AccessAttempt {
+  /** Whether the caller learned the token is active. */
+  active: boolean;
+  token_client_id?: string | undefined;
+  resource?: string | undefined;
+}
+
+export interface RevocationAttempt extends AccessAttempt {
+  revoked: boolean;
+  resource?: string | undefined;
+}
+
+/** One logger per business event, so every audit line of a kind has the same shape. */
+export function createAudit(log: Logger) {
+  const audit = log.child({ component: 'audit' });
+  const level = (attempt: AccessAttempt) => (attempt.outcome === 'success' ? 'info' : 'warn');
+  return {
+    tokenRequest(attempt: TokenAttempt) {
+      audit[level(attempt)]({ event: 'token', ...attempt }, `token ${attempt.outcome}`);
+    },
+    introspection(attempt: IntrospectionAttempt) {
+      audit[level(attempt)]({ event: 'introspection', ...attempt }, `introspection ${attempt.outcome}`);
+    },
+    revocation(attempt: RevocationAttempt) {
+      audit[level(attempt)]({ event: 'revocation', ...attempt }, `revocation ${attempt.outcome}`);
+    },
+  };
+}
+
+export type Audit = ReturnType<typeof createAudit>;

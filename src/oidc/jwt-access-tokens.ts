@@ -1,0 +1,121 @@
+import { IncomingMessage } from 'node:http';
+
+import { decodeProtectedHeader, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import type { Context, Next } from 'koa';
+
+import { runWithPresentedJwt, type JwtAccessTokenClaims, type PresentedJwt } from '../adapter/presented-jwt.ts';
+import { SIGNING_ALG } from '../keys/signing-keys.ts';
+
+const BODY_LIMIT = 56 * 1024;
+export const PRESENTED_JWT_REFERENCE = 'mayfly:presented-jwt';
+
+export interface JwtPresentationOptions {
+  issuer: string;
+  /** Read per request: the key set changes when keys rotate. */
+  verificationKeys(): JWTVerifyGetKey;
+}
+
+/**
+ * Lets the provider's introspection and revocation endpoints handle Mayfly's JWT access tokens, which the
+ * provider alone refuses (`unsupported_token_type`) because it never stored them: the JWT is verified here and
+ * replaced by a reference that the adapter resolves to the verified claims (see adapter/presented-jwt.ts).
+ * @see RFC 7662 §2.1, RFC 7009 §2.1, RFC 9068 §4
+ */
+export function presentJwtAccessTokens(options: JwtPresentationOptions) {
+  return async function presentJwtAccessToken(ctx: Context, next: Next): Promise<void> {
+    if (ctx.method !== 'POST' || !ctx.is('application/x-www-form-urlencoded')) return next();
+    const raw = await readBody(ctx.req);
+    if (raw === undefined) {
+      ctx.status = 413;
+      ctx.body = { error: 'invalid_request', error_description: 'request body exceeds 56 KiB' };
+      return undefined;
+    }
+    const params = new URLSearchParams(raw);
+    const tokens = params.getAll('token');
+    const token = tokens[0];
+    if (tokens.length !== 1 || token === undefined || !looksLikeJwt(token)) {
+      replaceRequestBody(ctx, raw);
+      return next();
+    }
+    params.set('token', PRESENTED_JWT_REFERENCE);
+    replaceRequestBody(ctx, params.toString());
+    const presented: PresentedJwt = {
+      reference: PRESENTED_JWT_REFERENCE,
+      claims: await verifyAccessToken(token, options),
+    };
+    return runWithPresentedJwt(presented, next);
+  };
+}
+
+function looksLikeJwt(token: string): boolean {
+  try {
+    return decodeProtectedHeader(token).alg !== undefined;
+  } catch {
+    return false;
+  }
+}
+
+async function verifyAccessToken(
+  token: string,
+  options: JwtPresentationOptions,
+): Promise<JwtAccessTokenClaims | undefined> {
+  try {
+    const { payload } = await jwtVerify(token, options.verificationKeys(), {
+      issuer: options.issuer,
+      typ: 'at+jwt',
+      algorithms: [SIGNING_ALG],
+    });
+    const { jti, iat, exp, client_id: clientId, aud, scope, cnf } = payload as Record<string, unknown>;
+    if (
+      typeof jti !== 'string' ||
+      typeof iat !== 'number' ||
+      typeof exp !== 'number' ||
+      typeof clientId !== 'string' ||
+      typeof aud !== 'string'
+    ) {
+      return undefined;
+    }
+    const jkt = (cnf as { jkt?: unknown } | undefined)?.jkt;
+    return {
+      jti,
+      iat,
+      exp,
+      client_id: clientId,
+      aud,
+      ...(typeof scope === 'string' ? { scope } : {}),
+      ...(typeof jkt === 'string' ? { cnf: { jkt } } : {}),
+    };
+  } catch {
+    // Expired, foreign, tampered or malformed: to introspection and revocation, simply not an active token.
+    return undefined;
+  }
+}
+
+async function readBody(req: IncomingMessage): Promise<string | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > BODY_LIMIT) return undefined;
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/**
+ * Gives the provider a fresh, unread request carrying `body`, so it parses it as it would the original.
+ */
+function replaceRequestBody(ctx: Context, body: string): void {
+  const original = ctx.req;
+  const replacement = new IncomingMessage(original.socket);
+  const bytes = Buffer.from(body, 'utf8');
+  replacement.method = original.method;
+  replacement.url = original.url;
+  replacement.httpVersion = original.httpVersion;
+  replacement.headers = { ...original.headers, 'content-length': String(bytes.length) };
+  delete replacement.headers['transfer-encoding'];
+  replacement.push(bytes);
+  replacement.push(null);
+  ctx.req = replacement;
+  ctx.request.req = replacement;
+}

@@ -1,0 +1,99 @@
+import { createHash } from 'node:crypto';
+
+import type { Context, Next } from 'koa';
+
+export const ROUTES = {
+  token: '/token',
+  introspection: '/token/introspection',
+  revocation: '/token/revocation',
+  jwks: '/jwks',
+} as const;
+
+const METADATA_PATHS = new Set(['/.well-known/oauth-authorization-server', '/.well-known/openid-configuration']);
+const PROVIDER_METADATA_PATH = '/.well-known/openid-configuration';
+const SERVED = new Set<string>([ROUTES.token, ROUTES.introspection, ROUTES.revocation]);
+
+/**
+ * Only the endpoints a client_credentials server needs are reachable; the provider's browser-facing endpoints
+ * (authorization, end session, …) answer 404 instead of existing unused.
+ */
+export function restrictToServedEndpoints() {
+  return async function servedEndpointsOnly(ctx: Context, next: Next): Promise<void> {
+    if (SERVED.has(ctx.path) || METADATA_PATHS.has(ctx.path)) return next();
+    ctx.status = 404;
+    ctx.body = { error: 'not_found', error_description: `no endpoint at ${ctx.path}` };
+  };
+}
+
+/** Members of the provider's metadata that are true of Mayfly; everything else is dropped. */
+const ADVERTISED = [
+  'issuer',
+  'token_endpoint',
+  'jwks_uri',
+  'introspection_endpoint',
+  'revocation_endpoint',
+  'token_endpoint_auth_methods_supported',
+  'token_endpoint_auth_signing_alg_values_supported',
+  'introspection_endpoint_auth_methods_supported',
+  'introspection_endpoint_auth_signing_alg_values_supported',
+  'revocation_endpoint_auth_methods_supported',
+  'revocation_endpoint_auth_signing_alg_values_supported',
+  'dpop_signing_alg_values_supported',
+] as const;
+
+/**
+ * RFC 8414 metadata at both well-known paths. The provider renders OpenID Provider metadata; Mayfly keeps what
+ * it really supports and states its grant and response types.
+ * @see RFC 8414 §2, §3
+ */
+export function serveServerMetadata() {
+  return async function serverMetadata(ctx: Context, next: Next): Promise<void> {
+    if (!METADATA_PATHS.has(ctx.path) || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) return next();
+    ctx.path = PROVIDER_METADATA_PATH;
+    await next();
+    const body: unknown = ctx.body;
+    if (ctx.status !== 200 || typeof body !== 'object' || body === null) return;
+    const full = body as Record<string, unknown>;
+    const metadata: Record<string, unknown> = {};
+    for (const member of ADVERTISED) if (full[member] !== undefined) metadata[member] = full[member];
+    metadata.grant_types_supported = ['client_credentials'];
+    // REQUIRED by RFC 8414 §2; no response type is supported since no grant uses the authorization endpoint.
+    metadata.response_types_supported = [];
+    ctx.body = metadata;
+    ctx.set('Cache-Control', 'public, max-age=300');
+  };
+}
+
+export interface PublishedKeys {
+  body: string;
+  etag: string;
+}
+
+export function publishKeys(publicJwks: { keys: unknown[] }): PublishedKeys {
+  const body = JSON.stringify(publicJwks);
+  return { body, etag: `"${createHash('sha256').update(body).digest('base64url')}"` };
+}
+
+/**
+ * Serves the public signing keys from memory with an ETag, so resource servers revalidate cheaply.
+ */
+export function serveJwks(current: () => PublishedKeys, maxAgeSeconds: number) {
+  return async function jwks(ctx: Context, next: Next): Promise<void> {
+    if (ctx.path !== ROUTES.jwks) return next();
+    if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
+      ctx.status = 405;
+      ctx.set('Allow', 'GET, HEAD');
+      ctx.body = { error: 'invalid_request', error_description: `${ctx.method} is not allowed at ${ROUTES.jwks}` };
+      return;
+    }
+    const keys = current();
+    ctx.set('Cache-Control', `public, max-age=${maxAgeSeconds}`);
+    ctx.set('ETag', keys.etag);
+    ctx.type = 'application/jwk-set+json';
+    if (ctx.get('If-None-Match') === keys.etag) {
+      ctx.status = 304;
+      return;
+    }
+    ctx.body = keys.body;
+  };
+}

@@ -1,0 +1,152 @@
+import Provider, {
+  errors,
+  type AsymmetricSigningAlgorithm,
+  type Client,
+  type Configuration,
+  type KoaContextWithOIDC,
+} from 'oidc-provider';
+
+import { createAdapterFactory } from '../adapter/adapter.ts';
+import type { Clock } from '../clock.ts';
+import { findClientAccess } from '../clients/client.repository.ts';
+import { matchesSecretHash } from '../clients/client-secret.ts';
+import type { Config } from '../config/config.ts';
+import type { Secrets } from '../config/secrets.ts';
+import type { Db } from '../db/connect.ts';
+import { SIGNING_ALG, type SigningKeySet } from '../keys/signing-keys.ts';
+import type { Logger } from '../observability/logger.ts';
+import { clientFacts, toClientMetadata } from './client-metadata.ts';
+import { recordPolicyDecision, recordProtocolError, type ProtocolError } from './protocol-audit.ts';
+import { ROUTES } from './protocol-routes.ts';
+import { requireResource, resolveResourceServer } from './resource-rules.ts';
+
+/** Asymmetric algorithms only: never `none` or an HMAC. @see RFC 9449 §4.3 (step 5), RFC 7523 §3 */
+const ASYMMETRIC_ALGS: AsymmetricSigningAlgorithm[] = [
+  'ES256',
+  'ES384',
+  'ES512',
+  'Ed25519',
+  'EdDSA',
+  'PS256',
+  'PS384',
+  'PS512',
+  'RS256',
+];
+
+/** oidc-provider accepts a DPoP proof whose `iat` is within this many seconds of now (either side). */
+const DPOP_IAT_WINDOW = 300;
+
+export interface ProviderDependencies {
+  config: Config;
+  secrets: Secrets;
+  keys: SigningKeySet;
+  db: Db;
+  clock: Clock;
+  log: Logger;
+}
+
+export function buildProvider({ config, secrets, keys, db, clock, log }: ProviderDependencies): Provider {
+  const configuration: Configuration = {
+    adapter: createAdapterFactory({
+      db,
+      clock,
+      findClientMetadata: async (clientId) => {
+        const access = await findClientAccess(db, clientId);
+        return access && toClientMetadata(access);
+      },
+      // A proof is accepted while its iat is within the window either side of now: keep its marker for both
+      // halves plus a margin, longer than the provider's own suggestion.
+      replayWindowSeconds: 2 * DPOP_IAT_WINDOW + 60,
+    }),
+    jwks: keys.privateJwks as Configuration['jwks'],
+    clients: [],
+    clientDefaults: {
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+      token_endpoint_auth_method: 'private_key_jwt',
+      id_token_signed_response_alg: SIGNING_ALG,
+      dpop_bound_access_tokens: true,
+    },
+    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
+    extraClientMetadata: { properties: ['mayfly'] },
+    clockTolerance: 5,
+    responseTypes: [],
+    scopes: [],
+    routes: {
+      token: ROUTES.token,
+      introspection: ROUTES.introspection,
+      revocation: ROUTES.revocation,
+      jwks: ROUTES.jwks,
+    },
+    enabledJWA: {
+      clientAuthSigningAlgValues: ASYMMETRIC_ALGS,
+      dPoPSigningAlgValues: ASYMMETRIC_ALGS,
+      idTokenSigningAlgValues: [SIGNING_ALG],
+    },
+    formats: { bitsOfOpaqueRandomness: 256 },
+    ttl: {
+      // Synchronous by contract; the resource rules have already clamped the lifetime to the server maximum.
+      ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.tokens.defaultTtl,
+    },
+    features: {
+      devInteractions: { enabled: false },
+      userinfo: { enabled: false },
+      rpInitiatedLogout: { enabled: false },
+      pushedAuthorizationRequests: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: {
+        enabled: true,
+        // Only a resource server of the token's audience learns anything about it. @see RFC 7662 §4
+        allowedPolicy: (ctx, caller, token) =>
+          recordPolicyDecision(
+            ctx,
+            tokenAudience(token) !== undefined &&
+              (clientFacts(caller)?.introspects.includes(tokenAudience(token) ?? '') ?? false),
+          ),
+      },
+      revocation: {
+        enabled: true,
+        // @see RFC 7009 §2.1: the token must have been issued to the client making the request.
+        allowedPolicy: (ctx, caller, token) => recordPolicyDecision(ctx, caller.clientId === token.clientId),
+      },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: requireResource,
+        useGrantedResource: () => false,
+        getResourceServerInfo: (ctx, resource, client) =>
+          resolveResourceServer(ctx, resource, client, config.tokens.maxTtl),
+      },
+      dPoP: {
+        enabled: true,
+        nonceSecret: secrets.dpopNonceSecret,
+        requireNonce: () => config.dpop.requireNonce,
+      },
+    },
+  };
+
+  const provider = new Provider(config.issuer, configuration);
+
+  // Secrets are stored as hashes; the provider awaits this comparison.
+  provider.Client.prototype.compareClientSecret = function compareClientSecret(this: Client, candidate: string) {
+    return matchesSecretHash(candidate, clientFacts(this)?.secretHashes ?? []);
+  };
+
+  const record = (ctx: KoaContextWithOIDC, error: errors.OIDCProviderError | ProtocolError) => {
+    recordProtocolError(ctx, error);
+  };
+  provider.on('grant.error', record);
+  provider.on('introspection.error', record);
+  provider.on('revocation.error', record);
+  provider.on('server_error', (ctx: KoaContextWithOIDC, error: Error) => {
+    record(ctx, error);
+    log.error({ err: error }, 'provider server error');
+  });
+  return provider;
+}
+
+/** Client credentials tokens carry exactly one audience (see resource-rules.ts). */
+function tokenAudience(token: object): string | undefined {
+  const aud = (token as { aud?: unknown }).aud;
+  return typeof aud === 'string' ? aud : undefined;
+}
