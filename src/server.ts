@@ -9,6 +9,7 @@ import type { AppContext } from './context.ts';
 import { MayflyError } from './errors.ts';
 import { presentJwtAccessTokens } from './oidc/jwt-access-tokens.ts';
 import { auditProtocolRequests } from './oidc/protocol-audit.ts';
+import { clarifyTokenErrors } from './oidc/token-errors.ts';
 import {
   ROUTES,
   restrictToServedEndpoints,
@@ -32,8 +33,10 @@ export function createApp(app: AppContext): Koa {
   koa.use(restrictToServedEndpoints());
   koa.use(serveServerMetadata());
   koa.use(auditProtocolRequests(app.audit));
+  koa.use(clarifyTokenErrors);
   const presentJwt = presentJwtAccessTokens({
     issuer: app.config.issuer,
+    clock: app.clock,
     verificationKeys: () => app.keys.verificationKeys,
   });
   koa.use(async (ctx, next) =>

@@ -27,6 +27,8 @@ export interface Config {
     defaultTtl: number;
   };
   purgeIntervalSeconds: number;
+  /** Allow clients' jwks_uri to resolve to loopback or private addresses (off: SSRF protection). */
+  jwksUriAllowPrivate: boolean;
 }
 
 /** Start-up refused: names every offending variable and what it expects. */
@@ -84,6 +86,7 @@ const EnvSchema = z.object({
   MAYFLY_DPOP_REQUIRE_NONCE: flag.default(false),
   MAYFLY_MAX_TOKEN_TTL: integer(30, 3600).default(900),
   MAYFLY_PURGE_INTERVAL: integer(1, 86_400).default(60),
+  MAYFLY_JWKS_URI_ALLOW_PRIVATE: flag.default(false),
 });
 
 export function decodeSecret(value: string): Buffer | undefined {
@@ -128,6 +131,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dpop: { nonceSecret: e.MAYFLY_DPOP_NONCE_SECRET, requireNonce: e.MAYFLY_DPOP_REQUIRE_NONCE },
     tokens: { maxTtl: e.MAYFLY_MAX_TOKEN_TTL, defaultTtl: Math.min(300, e.MAYFLY_MAX_TOKEN_TTL) },
     purgeIntervalSeconds: e.MAYFLY_PURGE_INTERVAL,
+    jwksUriAllowPrivate: e.MAYFLY_JWKS_URI_ALLOW_PRIVATE,
   };
 }
 

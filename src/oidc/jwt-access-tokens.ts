@@ -4,6 +4,7 @@ import { decodeProtectedHeader, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import type { Context, Next } from 'koa';
 
 import { runWithPresentedJwt, type JwtAccessTokenClaims, type PresentedJwt } from '../adapter/presented-jwt.ts';
+import type { Clock } from '../clock.ts';
 import { SIGNING_ALG } from '../keys/signing-keys.ts';
 
 const BODY_LIMIT = 56 * 1024;
@@ -11,6 +12,7 @@ export const PRESENTED_JWT_REFERENCE = 'mayfly:presented-jwt';
 
 export interface JwtPresentationOptions {
   issuer: string;
+  clock: Clock;
   /** Read per request: the key set changes when keys rotate. */
   verificationKeys(): JWTVerifyGetKey;
 }
@@ -27,6 +29,7 @@ export function presentJwtAccessTokens(options: JwtPresentationOptions) {
     const raw = await readBody(ctx.req);
     if (raw === undefined) {
       ctx.status = 413;
+      ctx.set('Connection', 'close');
       ctx.body = { error: 'invalid_request', error_description: 'request body exceeds 56 KiB' };
       return undefined;
     }
@@ -64,6 +67,7 @@ async function verifyAccessToken(
       issuer: options.issuer,
       typ: 'at+jwt',
       algorithms: [SIGNING_ALG],
+      currentDate: options.clock.now(),
     });
     const { jti, iat, exp, client_id: clientId, aud, scope, cnf } = payload as Record<string, unknown>;
     if (
@@ -94,7 +98,8 @@ async function verifyAccessToken(
 async function readBody(req: IncomingMessage): Promise<string | undefined> {
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
+  // Stopping early must not destroy the socket: the 413 still has to reach the client.
+  for await (const chunk of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
     size += chunk.length;
     if (size > BODY_LIMIT) return undefined;
     chunks.push(chunk);
@@ -114,6 +119,8 @@ function replaceRequestBody(ctx: Context, body: string): void {
   replacement.httpVersion = original.httpVersion;
   replacement.headers = { ...original.headers, 'content-length': String(bytes.length) };
   delete replacement.headers['transfer-encoding'];
+  // Complete as the HTTP parser would mark it; an incomplete message destroys the socket when it ends.
+  replacement.complete = true;
   replacement.push(bytes);
   replacement.push(null);
   ctx.req = replacement;

@@ -11,6 +11,7 @@ export interface ProtocolError {
   error_description?: string | undefined;
   error_detail?: string | undefined;
   message?: string | undefined;
+  cause?: unknown;
 }
 
 interface AuditState {
@@ -21,6 +22,10 @@ interface AuditState {
 
 export function recordProtocolError(ctx: Context, error: ProtocolError): void {
   (ctx.state as AuditState).protocolError = error;
+}
+
+export function recordedProtocolError(ctx: Context): ProtocolError | undefined {
+  return (ctx.state as AuditState).protocolError;
 }
 
 export function recordPolicyDecision(ctx: Context, allowed: boolean): boolean {
@@ -55,6 +60,14 @@ function claimedClientId(ctx: Context): string | undefined {
   }
 }
 
+/** The precise reason, with its underlying cause (a failed jwks_uri fetch, say) when there is one. */
+function describeFailure(error: ProtocolError | undefined): string | undefined {
+  if (!error) return undefined;
+  const reason = error.error_detail ?? error.error_description ?? error.message;
+  const cause = error.cause instanceof Error ? error.cause.message : undefined;
+  return cause && cause !== reason ? `${reason ?? 'failed'}: ${cause}` : reason;
+}
+
 function single(aud: string | string[] | undefined): string | undefined {
   return Array.isArray(aud) ? aud[0] : aud;
 }
@@ -75,6 +88,8 @@ export function auditProtocolRequests(audit: Audit) {
               ? 'revocation'
               : undefined;
     if (!route) return next();
+    // Read before the request is handled: the socket may be gone by the time the answer is written.
+    const ip = ctx.ip;
     await next();
 
     const state = ctx.state as AuditState;
@@ -85,11 +100,11 @@ export function auditProtocolRequests(audit: Audit) {
     const common = {
       outcome: failure ? ('failure' as const) : ('success' as const),
       client_id: client?.clientId ?? claimedClientId(ctx),
-      ip: ctx.ip,
+      ip,
       ...(failure
         ? {
-            error: error?.error ?? (ctx.body as { error?: string } | undefined)?.error,
-            reason: error?.error_detail ?? error?.error_description ?? error?.message,
+            error: (ctx.body as { error?: string } | undefined)?.error ?? error?.error,
+            reason: describeFailure(error),
           }
         : {}),
       ...(client && clientFacts(client)?.bearerAllowed ? { bearer_allowed: true as const } : {}),

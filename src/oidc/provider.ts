@@ -71,6 +71,8 @@ export function buildProvider({ config, secrets, keys, db, clock, log }: Provide
     clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
     extraClientMetadata: { properties: ['mayfly'] },
     clockTolerance: 5,
+    // Machine clients call from servers, never from browsers.
+    clientBasedCORS: () => false,
     responseTypes: [],
     scopes: [],
     routes: {
@@ -85,6 +87,16 @@ export function buildProvider({ config, secrets, keys, db, clock, log }: Provide
       idTokenSigningAlgValues: [SIGNING_ALG],
     },
     formats: { bitsOfOpaqueRandomness: 256 },
+    // The provider refuses to fetch a client's jwks_uri from special-use addresses (SSRF protection); an operator
+    // whose clients publish keys on a private network opts out explicitly.
+    ...(config.jwksUriAllowPrivate
+      ? {
+          fetch: (input: string | URL | Request, init?: RequestInit) => {
+            const { dispatcher: _ssrfGuard, ...rest } = (init ?? {}) as RequestInit & { dispatcher?: unknown };
+            return fetch(input, rest);
+          },
+        }
+      : {}),
     ttl: {
       // Synchronous by contract; the resource rules have already clamped the lifetime to the server maximum.
       ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.tokens.defaultTtl,

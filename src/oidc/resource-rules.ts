@@ -26,11 +26,14 @@ export function resolveResourceServer(
   client: Client,
   maxTtl: number,
 ): ResourceServer {
+  const params = ctx.oidc.params as { scope?: string; resource?: unknown } | undefined;
+  if (Array.isArray(params?.resource) && params.resource.length > 1) {
+    throw new errors.InvalidTarget('exactly one resource per request: a token has a single audience');
+  }
   const grant = clientFacts(client)?.grants.find((g) => g.resource === resource);
   if (!grant) {
     throw new errors.InvalidTarget(`this client holds no grant for the resource ${resource}`);
   }
-  const params = ctx.oidc.params as { scope?: string } | undefined;
   const requested = params?.scope?.split(' ').filter(Boolean) ?? [];
   const notGranted = requested.filter((scope) => !grant.scopes.includes(scope));
   if (notGranted.length) {

@@ -1,0 +1,102 @@
+import { randomUUID } from 'node:crypto';
+
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import request from 'supertest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+
+import { createProof, generateDpopKey } from '../support/dpop.ts';
+import { requestToken } from '../support/oauth.ts';
+import { startTestServer, type TestServer } from '../support/server.ts';
+
+/** Replay detection must be atomic: of concurrent uses of one proof, exactly one succeeds. */
+
+const API = 'https://api.example.com';
+let server: TestServer;
+
+beforeAll(async () => {
+  server = await startTestServer();
+  await server.createResource({ identifier: API, scopes: ['read'] });
+});
+afterAll(() => server.close());
+
+it('gives exactly one token for 25 concurrent requests reusing one DPoP proof, and 24 OAuth errors', async () => {
+  const { client, clientSecret } = await server.createClient({ name: 'racer', grants: [{ resource: API, scopes: ['read'] }] });
+  const key = await generateDpopKey();
+  const proof = await createProof(key, { htu: `${server.url}/token` });
+  const responses = await Promise.all(
+    Array.from({ length: 25 }, () =>
+      requestToken(server.url, { clientId: client.id, secret: clientSecret ?? '', resource: API, proof }),
+    ),
+  );
+  const statuses = responses.map((r) => r.status);
+  expect(statuses.filter((s) => s >= 500)).toEqual([]);
+  expect(statuses.filter((s) => s === 200)).toHaveLength(1);
+  const refused = responses.filter((r) => r.status !== 200);
+  expect(refused).toHaveLength(24);
+  for (const res of refused) {
+    expect(res.status).toBe(400);
+    expect(res.body.error).toBe('invalid_dpop_proof');
+  }
+  const markers = await server.app.db
+    .selectFrom('oidc_payload')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('model', '=', 'ReplayDetection')
+    .executeTakeFirstOrThrow();
+  expect(Number(markers.n)).toBeGreaterThanOrEqual(1);
+});
+
+it('gives exactly one token for 25 concurrent requests reusing one client assertion', async () => {
+  const pair = await generateKeyPair('ES256', { extractable: true });
+  const jwk = { ...(await exportJWK(pair.publicKey)), kty: 'EC' as const, kid: 'a', alg: 'ES256' };
+  const { client } = await server.createClient({
+    name: 'assertion racer',
+    authMethod: 'private_key_jwt',
+    jwks: { keys: [jwk] },
+    grants: [{ resource: API, scopes: ['read'] }],
+  });
+  const assertion = await new SignJWT({})
+    .setProtectedHeader({ alg: 'ES256', kid: 'a' })
+    .setIssuer(client.id)
+    .setSubject(client.id)
+    .setAudience(`${server.url}/token`)
+    .setJti(randomUUID())
+    .setIssuedAt()
+    .setExpirationTime('2m')
+    .sign(pair.privateKey);
+  const key = await generateDpopKey();
+  const responses = await Promise.all(
+    Array.from({ length: 25 }, async () =>
+      request(server.url)
+        .post('/token')
+        .type('form')
+        .set('DPoP', await createProof(key, { htu: `${server.url}/token` }))
+        .send({
+          grant_type: 'client_credentials',
+          client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+          client_assertion: assertion,
+          resource: API,
+        }),
+    ),
+  );
+  const statuses = responses.map((r) => r.status);
+  expect(statuses.filter((s) => s === 200)).toHaveLength(1);
+  expect(statuses.filter((s) => s === 401)).toHaveLength(24);
+  expect(responses.filter((r) => r.status === 401).every((r) => r.body.error === 'invalid_client')).toBe(true);
+});
+
+it('keeps a proof marker for longer than the proof could be accepted, so a late replay still fails', async () => {
+  const { client, clientSecret } = await server.createClient({ name: 'late', grants: [{ resource: API, scopes: ['read'] }] });
+  const key = await generateDpopKey();
+  // A proof dated almost 5 minutes ahead is acceptable for almost 10 minutes in all.
+  const proof = await createProof(key, { htu: `${server.url}/token`, claims: { iat: Math.floor(Date.now() / 1000) + 290 } });
+  const first = await requestToken(server.url, { clientId: client.id, secret: clientSecret ?? '', resource: API, proof });
+  expect(first.status).toBe(200);
+  const marker = await server.app.db
+    .selectFrom('oidc_payload')
+    .select('expires_at')
+    .where('model', '=', 'ReplayDetection')
+    .orderBy('expires_at', 'desc')
+    .executeTakeFirstOrThrow();
+  const keptFor = ((marker.expires_at?.getTime() ?? 0) - Date.now()) / 1000;
+  expect(keptFor).toBeGreaterThan(290 + 300);
+});

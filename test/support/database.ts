@@ -1,0 +1,50 @@
+import { randomBytes } from 'node:crypto';
+
+import pg from 'pg';
+
+import { connectDatabase, type DatabaseHandle } from '../../src/db/connect.ts';
+import type { DatabaseConfig } from '../../src/config/config.ts';
+
+export interface TestDatabase {
+  config: DatabaseConfig;
+  /** A connected handle; tests that restart the server open their own from `config`. */
+  handle: DatabaseHandle;
+  drop(): Promise<void>;
+}
+
+/**
+ * A fresh, empty database per test file: PGlite in memory by default, or a new database on the Postgres server
+ * named by DATABASE_URL, dropped afterwards. Nothing depends on what a previous run left.
+ */
+export async function createTestDatabase(options: { pgliteDir?: string } = {}): Promise<TestDatabase> {
+  const serverUrl = process.env.DATABASE_URL;
+  if (!serverUrl) {
+    const config: DatabaseConfig = { kind: 'pglite', dataDir: options.pgliteDir };
+    const handle = await connectDatabase(config);
+    return { config, handle, drop: () => handle.close() };
+  }
+  const name = `mayfly_test_${randomBytes(6).toString('hex')}`;
+  await withAdmin(serverUrl, (admin) => admin.query(`create database ${name}`));
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  const config: DatabaseConfig = { kind: 'postgres', url: url.href, poolMax: 10 };
+  const handle = await connectDatabase(config);
+  return {
+    config,
+    handle,
+    async drop() {
+      await handle.close();
+      await withAdmin(serverUrl, (admin) => admin.query(`drop database if exists ${name} with (force)`));
+    },
+  };
+}
+
+async function withAdmin<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}

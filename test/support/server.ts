@@ -1,0 +1,76 @@
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+import { createClient, createResource, type CreatedClient } from '../../src/clients/client.service.ts';
+import type { ClientInput, ResourceInput } from '../../src/clients/client.schemas.ts';
+import type { Clock } from '../../src/clock.ts';
+import { loadConfig } from '../../src/config/config.ts';
+import { createAppContext, type AppContext } from '../../src/context.ts';
+import type { ResourceRow } from '../../src/db/tables/resource.table.ts';
+import { createApp } from '../../src/server.ts';
+import { createTestDatabase, type TestDatabase } from './database.ts';
+import { CapturedLogs } from './logs.ts';
+
+export interface TestServer {
+  /** Also the issuer: requests and DPoP `htu` values use it verbatim. */
+  url: string;
+  app: AppContext;
+  logs: CapturedLogs;
+  database: TestDatabase;
+  createResource(input: ResourceInput): Promise<ResourceRow>;
+  createClient(input: ClientInput): Promise<CreatedClient>;
+  /** Stops the server; drops the database unless it was passed in. */
+  close(): Promise<void>;
+}
+
+export interface TestServerOptions {
+  env?: Record<string, string>;
+  database?: TestDatabase;
+  clock?: Clock;
+}
+
+/**
+ * A real Mayfly over a real socket on 127.0.0.1. The port is bound first so the issuer (and so every DPoP
+ * `htu`) can name it.
+ */
+export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
+  const database = options.database ?? (await createTestDatabase());
+  const server: Server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  const url = `http://127.0.0.1:${port}`;
+  const config = loadConfig({
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    MAYFLY_ISSUER: url,
+    MAYFLY_DPOP_NONCE_SECRET: randomBytes(32).toString('base64url'),
+    LOG_LEVEL: 'info',
+    ...(database.config.kind === 'postgres' ? { DATABASE_URL: database.config.url } : {}),
+    ...options.env,
+  });
+  const logs = new CapturedLogs();
+  const app = await createAppContext(config, {
+    database: database.handle,
+    logDestination: logs,
+    jobs: false,
+    ...(options.clock ? { clock: options.clock } : {}),
+  });
+  server.on('request', createApp(app).callback());
+  return {
+    url,
+    app,
+    logs,
+    database,
+    createResource: (input) => createResource(app.db, input, config.tokens),
+    createClient: (input) => createClient(app.db, input),
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await app.close();
+      if (!options.database) await database.drop();
+    },
+  };
+}
