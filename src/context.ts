@@ -37,7 +37,10 @@ export interface ContextOverrides {
 }
 
 /** The one composition root: everything the server uses is built here, in dependency order. */
-export async function createAppContext(config: Config, overrides: ContextOverrides = {}): Promise<AppContext> {
+export async function createAppContext(
+  config: Config,
+  overrides: ContextOverrides = {},
+): Promise<AppContext> {
   const log = createLogger(config.logLevel, overrides.logDestination);
   const clock = overrides.clock ?? systemClock;
   const secrets = await loadSecrets(config);
@@ -46,11 +49,17 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
   let purgeJob: PurgeJob | undefined;
   try {
     const migrations = await migrateToLatest(database.db);
-    for (const result of migrations.results ?? []) log.info({ migration: result.migrationName }, 'applied migration');
+    for (const result of migrations.results ?? [])
+      log.info({ migration: result.migrationName }, 'applied migration');
     const keys = await loadSigningKeys(database.db);
     const provider = buildProvider({ config, secrets, keys, db: database.db, clock, log });
     if (overrides.jobs !== false) {
-      purgeJob = startPurgeJob(database.db, clock, config.purgeIntervalSeconds, log.child({ component: 'purge' }));
+      purgeJob = startPurgeJob(
+        database.db,
+        clock,
+        config.purgeIntervalSeconds,
+        log.child({ component: 'purge' }),
+      );
     }
     return {
       config,

@@ -31,6 +31,10 @@ export class MayflyError extends Error {
   }
 
   toJSON() {
-    return { code: this.code, message: this.message, ...(this.details.length ? { details: this.details } : {}) };
+    return {
+      code: this.code,
+      message: this.message,
+      ...(this.details.length ? { details: this.details } : {}),
+    };
   }
 }

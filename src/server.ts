@@ -10,12 +10,7 @@ import { MayflyError } from './errors.ts';
 import { presentJwtAccessTokens } from './oidc/jwt-access-tokens.ts';
 import { auditProtocolRequests } from './oidc/protocol-audit.ts';
 import { clarifyTokenErrors } from './oidc/token-errors.ts';
-import {
-  ROUTES,
-  restrictToServedEndpoints,
-  serveJwks,
-  serveServerMetadata,
-} from './oidc/protocol-routes.ts';
+import { ROUTES, restrictToServedEndpoints, serveJwks, serveServerMetadata } from './oidc/protocol-routes.ts';
 
 /** Until keys rotate automatically, the published key set only changes between deployments. */
 const JWKS_MAX_AGE = 300;
@@ -25,7 +20,10 @@ export function createApp(app: AppContext): Koa {
   koa.silent = true;
   koa.use(errorBoundary(app));
   koa.use(async (ctx, next) => {
-    if (ctx.path !== '/healthz') return next();
+    if (ctx.path !== '/healthz') {
+      await next();
+      return;
+    }
     ctx.set('Cache-Control', 'no-store');
     ctx.body = { status: 'ok' };
   });
@@ -39,9 +37,11 @@ export function createApp(app: AppContext): Koa {
     clock: app.clock,
     verificationKeys: () => app.keys.verificationKeys,
   });
-  koa.use(async (ctx, next) =>
-    ctx.path === ROUTES.introspection || ctx.path === ROUTES.revocation ? presentJwt(ctx, next) : next(),
-  );
+  koa.use(async (ctx, next) => {
+    await (ctx.path === ROUTES.introspection || ctx.path === ROUTES.revocation
+      ? presentJwt(ctx, next)
+      : next());
+  });
   koa.use(completeIntrospectionResponse);
   koa.use(mount(app.provider));
   return koa;
@@ -88,7 +88,11 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-export async function startServer(app: AppContext, port = app.config.port, host = app.config.host): Promise<RunningServer> {
+export async function startServer(
+  app: AppContext,
+  port = app.config.port,
+  host = app.config.host,
+): Promise<RunningServer> {
   const server = createApp(app).listen(port, host);
   await once(server, 'listening');
   const address = server.address() as AddressInfo;
@@ -98,7 +102,10 @@ export async function startServer(app: AppContext, port = app.config.port, host 
     url: `http://${shownHost}:${address.port}`,
     async stop() {
       await new Promise<void>((resolve, reject) => {
-        server.close((error) => (error ? reject(error) : resolve()));
+        server.close((error) => {
+          if (error) reject(error);
+          else resolve();
+        });
         server.closeIdleConnections();
       });
     },

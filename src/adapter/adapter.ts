@@ -70,7 +70,8 @@ class PayloadAdapter implements Adapter {
       grantId: payload.grantId ?? null,
       uid: payload.uid ? hashId(payload.uid) : null,
       userCode: payload.userCode ? hashId(payload.userCode) : null,
-      expiresAt: expiresIn === undefined ? null : new Date(this.deps.clock.now().getTime() + expiresIn * 1000),
+      expiresAt:
+        expiresIn === undefined ? null : new Date(this.deps.clock.now().getTime() + expiresIn * 1000),
     });
   }
 
@@ -108,7 +109,7 @@ class PayloadAdapter implements Adapter {
       ...found.payload,
       ...(id === undefined ? {} : { jti: id }),
       ...(found.consumed ? { consumed: true } : {}),
-    } as AdapterPayload;
+    };
   }
 }
 
@@ -132,7 +133,7 @@ class ClientCredentialsAdapter extends PayloadAdapter {
       aud: claims.aud,
       ...(claims.scope ? { scope: claims.scope } : {}),
       ...(claims.cnf?.jkt ? { jkt: claims.cnf.jkt } : {}),
-    } as AdapterPayload;
+    };
   }
 
   override async destroy(id: string): Promise<void> {
@@ -162,7 +163,7 @@ class ReplayDetectionAdapter extends PayloadAdapter {
     const claimed = await insertReplayMarker(this.deps.db, this.model, id, expiresAt, now);
     if (claimed) return undefined;
     // Must pass the provider's payload checks, or it would be treated as absent.
-    return { kind: 'ReplayDetection', jti: id, iat: epoch(now), exp: epoch(expiresAt) } as AdapterPayload;
+    return { kind: 'ReplayDetection', jti: id, iat: epoch(now), exp: epoch(expiresAt) };
   }
 
   override async upsert(id: string, _payload: AdapterPayload, expiresIn?: number): Promise<void> {

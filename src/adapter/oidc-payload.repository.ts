@@ -43,9 +43,15 @@ export async function upsertPayload(
     .execute();
 }
 
-type Lookup = { column: 'id'; value: string } | { column: 'uid'; value: string } | { column: 'user_code'; value: string };
+type Lookup =
+  { column: 'id'; value: string } | { column: 'uid'; value: string } | { column: 'user_code'; value: string };
 
-export async function findPayload(db: Db, model: string, lookup: Lookup, now: Date): Promise<StoredPayload | undefined> {
+export async function findPayload(
+  db: Db,
+  model: string,
+  lookup: Lookup,
+  now: Date,
+): Promise<StoredPayload | undefined> {
   const row = await db
     .selectFrom('oidc_payload')
     .select(['payload', 'consumed_at'])
@@ -57,7 +63,12 @@ export async function findPayload(db: Db, model: string, lookup: Lookup, now: Da
 }
 
 export async function consumePayload(db: Db, model: string, id: string, now: Date): Promise<void> {
-  await db.updateTable('oidc_payload').set({ consumed_at: now }).where('model', '=', model).where('id', '=', id).execute();
+  await db
+    .updateTable('oidc_payload')
+    .set({ consumed_at: now })
+    .where('model', '=', model)
+    .where('id', '=', id)
+    .execute();
 }
 
 export async function deletePayload(db: Db, model: string, id: string): Promise<void> {
@@ -72,7 +83,13 @@ export async function deletePayloadsByGrantId(db: Db, model: string, grantId: st
  * Records a one-time value. Atomic: of any number of concurrent calls with one id, exactly one returns true.
  * An expired row that the purge has not removed yet counts as absent.
  */
-export async function insertReplayMarker(db: Db, model: string, id: string, expiresAt: Date, now: Date): Promise<boolean> {
+export async function insertReplayMarker(
+  db: Db,
+  model: string,
+  id: string,
+  expiresAt: Date,
+  now: Date,
+): Promise<boolean> {
   const inserted = await db
     .insertInto('oidc_payload')
     .values({ model, id, payload: '{}', grant_id: null, uid: null, user_code: null, expires_at: expiresAt })
@@ -101,7 +118,12 @@ export async function isTokenRevoked(db: Db, jti: string): Promise<boolean> {
   return row !== undefined;
 }
 
-export async function insertRevokedToken(db: Db, jti: string, clientId: string, expiresAt: Date): Promise<void> {
+export async function insertRevokedToken(
+  db: Db,
+  jti: string,
+  clientId: string,
+  expiresAt: Date,
+): Promise<void> {
   await db
     .insertInto('revoked_token')
     .values({ jti, client_id: clientId, expires_at: expiresAt })
@@ -122,7 +144,9 @@ export async function purgeExpiredBatch(
   lockKey: number,
 ): Promise<number | undefined> {
   return db.transaction().execute(async (trx) => {
-    const { rows } = await sql<{ locked: boolean }>`select pg_try_advisory_xact_lock(${lockKey}) as locked`.execute(trx);
+    const { rows } = await sql<{
+      locked: boolean;
+    }>`select pg_try_advisory_xact_lock(${lockKey}) as locked`.execute(trx);
     if (!rows[0]?.locked) return undefined;
     const deleted = await sql`delete from ${sql.table(table)} where ctid in (
       select ctid from ${sql.table(table)} where expires_at <= ${now} limit ${limit})`.execute(trx);

@@ -21,7 +21,8 @@ export function matchesSecretHash(candidate: string, storedHashes: readonly stri
   let matched = false;
   for (const stored of storedHashes) {
     const storedHash = Buffer.from(stored, 'base64url');
-    if (storedHash.length === candidateHash.length && timingSafeEqual(storedHash, candidateHash)) matched = true;
+    if (storedHash.length === candidateHash.length && timingSafeEqual(storedHash, candidateHash))
+      matched = true;
   }
   return matched;
 }

@@ -29,7 +29,12 @@ export async function findClientAccess(db: Db, clientId: string): Promise<Client
         eb
           .selectFrom('client_grant as g')
           .innerJoin('resource as r', 'r.id', 'g.resource_id')
-          .select(['r.identifier as resource', 'g.scopes', 'r.token_ttl as tokenTtl', 'r.token_format as tokenFormat'])
+          .select([
+            'r.identifier as resource',
+            'g.scopes',
+            'r.token_ttl as tokenTtl',
+            'r.token_format as tokenFormat',
+          ])
           .whereRef('g.client_id', '=', 'c.id'),
       ).as('grants'),
       jsonArrayFrom(

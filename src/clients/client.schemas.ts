@@ -3,7 +3,10 @@ import { z } from 'zod';
 /** RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ). */
 export const ScopeToken = z
   .string()
-  .regex(/^[\x21\x23-\x5B\x5D-\x7E]{1,128}$/, 'a scope is 1 to 128 printable ASCII characters, no space, quote or backslash');
+  .regex(
+    /^[\x21\x23-\x5B\x5D-\x7E]{1,128}$/,
+    'a scope is 1 to 128 printable ASCII characters, no space, quote or backslash',
+  );
 
 const ScopeList = z
   .array(ScopeToken)
@@ -24,7 +27,11 @@ export const ResourceInput = z.object({
   identifier: ResourceIdentifier,
   name: z.string().trim().min(1).max(200).optional(),
   scopes: ScopeList,
-  tokenTtl: z.number().int('expected whole seconds').positive('expected a positive number of seconds').optional(),
+  tokenTtl: z
+    .number()
+    .int('expected whole seconds')
+    .positive('expected a positive number of seconds')
+    .optional(),
   tokenFormat: z.enum(['jwt', 'opaque'], { error: 'expected jwt or opaque' }).default('jwt'),
 });
 export type ResourceInput = z.input<typeof ResourceInput>;
@@ -55,9 +62,7 @@ export const ClientInput = z
       })
       .default('client_secret_basic'),
     jwks: Jwks.optional(),
-    jwksUri: z
-      .url({ protocol: /^https?$/, error: 'expected an http(s) URL' })
-      .optional(),
+    jwksUri: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }).optional(),
     grants: z.array(ClientGrantInput).max(100).default([]),
     introspects: z.array(ResourceIdentifier).max(100).default([]),
     bearerAllowed: z.boolean().default(false),

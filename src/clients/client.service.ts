@@ -22,18 +22,27 @@ export type TokenLimits = Config['tokens'];
 function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
   const parsed = schema.safeParse(input);
   if (parsed.success) return parsed.data;
-  const details = parsed.error.issues.map((issue) => ({ path: issue.path.join('.'), message: issue.message }));
+  const details = parsed.error.issues.map((issue) => ({
+    path: issue.path.join('.'),
+    message: issue.message,
+  }));
   const summary = details.map((d) => (d.path ? `${d.path}: ${d.message}` : d.message)).join('; ');
   throw new MayflyError('invalid_input', summary, details);
 }
 
-export async function createResource(db: Db, input: ResourceInput, limits: TokenLimits): Promise<ResourceRow> {
+export async function createResource(
+  db: Db,
+  input: ResourceInput,
+  limits: TokenLimits,
+): Promise<ResourceRow> {
   const parsed = parseInput(ResourceInput, input);
   const tokenTtl = parsed.tokenTtl ?? limits.defaultTtl;
   if (tokenTtl > limits.maxTtl) {
-    throw new MayflyError('invalid_input', `tokenTtl: at most ${limits.maxTtl} seconds (MAYFLY_MAX_TOKEN_TTL)`, [
-      { path: 'tokenTtl', message: `at most ${limits.maxTtl} seconds` },
-    ]);
+    throw new MayflyError(
+      'invalid_input',
+      `tokenTtl: at most ${limits.maxTtl} seconds (MAYFLY_MAX_TOKEN_TTL)`,
+      [{ path: 'tokenTtl', message: `at most ${limits.maxTtl} seconds` }],
+    );
   }
   const row = await insertResource(db, {
     identifier: parsed.identifier,
@@ -42,7 +51,8 @@ export async function createResource(db: Db, input: ResourceInput, limits: Token
     token_ttl: tokenTtl,
     token_format: parsed.tokenFormat,
   });
-  if (!row) throw new MayflyError('resource_exists', `a resource with identifier ${parsed.identifier} exists`);
+  if (!row)
+    throw new MayflyError('resource_exists', `a resource with identifier ${parsed.identifier} exists`);
   return row;
 }
 
@@ -63,7 +73,8 @@ export async function createClient(db: Db, input: ClientInput): Promise<CreatedC
     }
     const grants = parsed.grants.map((grant) => {
       const resource = resources.get(grant.resource);
-      if (!resource) throw new MayflyError('resource_not_found', `no resource with identifier ${grant.resource}`);
+      if (!resource)
+        throw new MayflyError('resource_not_found', `no resource with identifier ${grant.resource}`);
       const undefinedScopes = grant.scopes.filter((scope) => !resource.scopes.includes(scope));
       if (undefinedScopes.length) {
         throw new MayflyError(

@@ -10,7 +10,10 @@ export async function insertResource(db: Db, row: NewResourceRow): Promise<Resou
     .executeTakeFirst();
 }
 
-export async function findResourcesByIdentifiers(db: Db, identifiers: readonly string[]): Promise<ResourceRow[]> {
+export async function findResourcesByIdentifiers(
+  db: Db,
+  identifiers: readonly string[],
+): Promise<ResourceRow[]> {
   if (identifiers.length === 0) return [];
   return db.selectFrom('resource').selectAll().where('identifier', 'in', identifiers).execute();
 }

@@ -4,8 +4,7 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export type DatabaseConfig =
-  | { kind: 'postgres'; url: string; poolMax: number }
-  | { kind: 'pglite'; dataDir: string | undefined };
+  { kind: 'postgres'; url: string; poolMax: number } | { kind: 'pglite'; dataDir: string | undefined };
 
 export interface Config {
   port: number;
@@ -92,7 +91,8 @@ const EnvSchema = z.object({
 export function decodeSecret(value: string): Buffer | undefined {
   if (!/^[A-Za-z0-9_-]{43}$/.test(value)) return undefined;
   const bytes = Buffer.from(value, 'base64url');
-  return bytes.length === 32 ? bytes : undefined;
+  // Only the canonical encoding: two spellings of one secret would be a trap when comparing instances.
+  return bytes.length === 32 && bytes.toString('base64url') === value ? bytes : undefined;
 }
 
 /**
@@ -100,14 +100,17 @@ export function decodeSecret(value: string): Buffer | undefined {
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const blankAsUnset = Object.fromEntries(
-    Object.entries(env).filter(([key, value]) => key in EnvSchema.shape && value !== undefined && value !== ''),
+    Object.entries(env).filter(
+      ([key, value]) => key in EnvSchema.shape && value !== undefined && value !== '',
+    ),
   );
   const parsed = EnvSchema.safeParse(blankAsUnset);
   if (!parsed.success) {
     throw new ConfigError(
       parsed.error.issues.map((issue) => {
         const variable = String(issue.path[0] ?? 'environment');
-        const shown = variable === 'MAYFLY_DPOP_NONCE_SECRET' ? '' : ` (got ${JSON.stringify(env[variable])})`;
+        const shown =
+          variable === 'MAYFLY_DPOP_NONCE_SECRET' ? '' : ` (got ${JSON.stringify(env[variable])})`;
         return `${variable}: ${issue.message}${shown}`;
       }),
     );
@@ -137,7 +140,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 
 function normalizeIssuer(value: string, problems: string[]): string {
   const url = URL.parse(value);
-  const expected = 'expected an absolute http(s) URL with no path, query or fragment, e.g. https://auth.example.com';
+  const expected =
+    'expected an absolute http(s) URL with no path, query or fragment, e.g. https://auth.example.com';
   if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:')) {
     problems.push(`MAYFLY_ISSUER: ${expected} (got ${JSON.stringify(value)})`);
     return value;

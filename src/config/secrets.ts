@@ -20,7 +20,7 @@ export async function loadSecrets(config: Config): Promise<Secrets> {
   if (config.database.kind === 'postgres') {
     throw new ConfigError([
       'MAYFLY_DPOP_NONCE_SECRET: required when DATABASE_URL is set, so that every instance accepts the ' +
-        'others\' DPoP nonces; expected 32 random bytes as base64url, e.g. the output of ' +
+        "others' DPoP nonces; expected 32 random bytes as base64url, e.g. the output of " +
         `node -e "console.log(crypto.randomBytes(32).toString('base64url'))"`,
     ]);
   }
@@ -35,7 +35,8 @@ async function readOrCreateSecretFile(dir: string, name: string): Promise<Buffer
   });
   if (existing !== undefined) {
     const secret = decodeSecret(existing.trim());
-    if (!secret) throw new ConfigError([`${path}: expected 32 bytes encoded as base64url; delete it to regenerate`]);
+    if (!secret)
+      throw new ConfigError([`${path}: expected 32 bytes encoded as base64url; delete it to regenerate`]);
     return secret;
   }
   await mkdir(dir, { recursive: true, mode: 0o700 });

@@ -1,4 +1,9 @@
-import type { ClientGrantTable, ClientIntrospectionTable, ClientSecretTable, ClientTable } from './tables/client.table.ts';
+import type {
+  ClientGrantTable,
+  ClientIntrospectionTable,
+  ClientSecretTable,
+  ClientTable,
+} from './tables/client.table.ts';
 import type { OidcPayloadTable } from './tables/oidc-payload.table.ts';
 import type { ResourceTable } from './tables/resource.table.ts';
 import type { RevokedTokenTable } from './tables/revoked-token.table.ts';

@@ -12,7 +12,9 @@ const EXTENSION = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
 
 class FolderMigrationProvider implements MigrationProvider {
   async getMigrations(): Promise<Record<string, Migration>> {
-    const files = (await readdir(MIGRATIONS_DIR)).filter((f) => f.endsWith(EXTENSION) && !f.endsWith('.d.ts'));
+    const files = (await readdir(MIGRATIONS_DIR)).filter(
+      (f) => f.endsWith(EXTENSION) && !f.endsWith('.d.ts'),
+    );
     const migrations: Record<string, Migration> = {};
     for (const file of files.sort()) {
       const module = (await import(pathToFileURL(join(MIGRATIONS_DIR, file)).href)) as Migration;
@@ -35,7 +37,8 @@ export async function migrateToLatest(db: Db): Promise<MigrationResultSet> {
   const result = await createMigrator(db).migrateToLatest();
   if (result.error) {
     const failed = result.results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
-    throw new MigrationError(`migration ${failed} failed: ${String(result.error)}`, { cause: result.error });
+    const reason = result.error instanceof Error ? result.error.message : JSON.stringify(result.error);
+    throw new MigrationError(`migration ${failed} failed: ${reason}`, { cause: result.error });
   }
   return result;
 }

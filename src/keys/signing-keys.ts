@@ -1,4 +1,4 @@
-import { calculateJwkThumbprint, createLocalJWKSet, exportJWK, generateKeyPair, type JWK } from 'jose';
+import { calculateJwkThumbprint, createLocalJWKSet, exportJWK, generateKeyPair } from 'jose';
 
 import type { Db } from '../db/connect.ts';
 import type { Jwk, NewSigningKeyRow } from '../db/tables/signing-key.table.ts';
@@ -49,6 +49,6 @@ export async function loadSigningKeys(db: Db): Promise<SigningKeySet> {
   return {
     privateJwks: { keys: rows.map((row) => row.private_jwk) },
     publicJwks,
-    verificationKeys: createLocalJWKSet(publicJwks as { keys: JWK[] }),
+    verificationKeys: createLocalJWKSet(publicJwks),
   };
 }

@@ -39,11 +39,11 @@ export function toClientMetadata(access: ClientAccess): AdapterPayload | undefin
     dpop_bound_access_tokens: !client.bearer_allowed,
     ...(client.auth_method === 'private_key_jwt'
       ? client.jwks
-        ? { jwks: client.jwks as AdapterPayload['jwks'] }
+        ? { jwks: client.jwks }
         : { jwks_uri: client.jwks_uri ?? undefined }
       : { client_secret: SECRET_PLACEHOLDER }),
     mayfly: facts,
-  } as AdapterPayload;
+  };
 }
 
 export function clientFacts(client: object): MayflyClientFacts | undefined {

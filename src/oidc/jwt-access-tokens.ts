@@ -3,7 +3,11 @@ import { IncomingMessage } from 'node:http';
 import { decodeProtectedHeader, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import type { Context, Next } from 'koa';
 
-import { runWithPresentedJwt, type JwtAccessTokenClaims, type PresentedJwt } from '../adapter/presented-jwt.ts';
+import {
+  runWithPresentedJwt,
+  type JwtAccessTokenClaims,
+  type PresentedJwt,
+} from '../adapter/presented-jwt.ts';
 import type { Clock } from '../clock.ts';
 import { SIGNING_ALG } from '../keys/signing-keys.ts';
 
@@ -25,7 +29,10 @@ export interface JwtPresentationOptions {
  */
 export function presentJwtAccessTokens(options: JwtPresentationOptions) {
   return async function presentJwtAccessToken(ctx: Context, next: Next): Promise<void> {
-    if (ctx.method !== 'POST' || !ctx.is('application/x-www-form-urlencoded')) return next();
+    if (ctx.method !== 'POST' || !ctx.is('application/x-www-form-urlencoded')) {
+      await next();
+      return;
+    }
     const raw = await readBody(ctx.req);
     if (raw === undefined) {
       ctx.status = 413;
@@ -38,7 +45,8 @@ export function presentJwtAccessTokens(options: JwtPresentationOptions) {
     const token = tokens[0];
     if (tokens.length !== 1 || token === undefined || !looksLikeJwt(token)) {
       replaceRequestBody(ctx, raw);
-      return next();
+      await next();
+      return;
     }
     params.set('token', PRESENTED_JWT_REFERENCE);
     replaceRequestBody(ctx, params.toString());
@@ -46,7 +54,7 @@ export function presentJwtAccessTokens(options: JwtPresentationOptions) {
       reference: PRESENTED_JWT_REFERENCE,
       claims: await verifyAccessToken(token, options),
     };
-    return runWithPresentedJwt(presented, next);
+    await runWithPresentedJwt(presented, next);
   };
 }
 

@@ -87,7 +87,10 @@ export function auditProtocolRequests(audit: Audit) {
             : ctx.path === ROUTES.revocation
               ? 'revocation'
               : undefined;
-    if (!route) return next();
+    if (!route) {
+      await next();
+      return;
+    }
     // Read before the request is handled: the socket may be gone by the time the answer is written.
     const ip = ctx.ip;
     await next();

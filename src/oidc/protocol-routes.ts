@@ -9,7 +9,10 @@ export const ROUTES = {
   jwks: '/jwks',
 } as const;
 
-const METADATA_PATHS = new Set(['/.well-known/oauth-authorization-server', '/.well-known/openid-configuration']);
+const METADATA_PATHS = new Set([
+  '/.well-known/oauth-authorization-server',
+  '/.well-known/openid-configuration',
+]);
 const PROVIDER_METADATA_PATH = '/.well-known/openid-configuration';
 const SERVED = new Set<string>([ROUTES.token, ROUTES.introspection, ROUTES.revocation]);
 
@@ -19,7 +22,10 @@ const SERVED = new Set<string>([ROUTES.token, ROUTES.introspection, ROUTES.revoc
  */
 export function restrictToServedEndpoints() {
   return async function servedEndpointsOnly(ctx: Context, next: Next): Promise<void> {
-    if (SERVED.has(ctx.path) || METADATA_PATHS.has(ctx.path)) return next();
+    if (SERVED.has(ctx.path) || METADATA_PATHS.has(ctx.path)) {
+      await next();
+      return;
+    }
     ctx.status = 404;
     ctx.body = { error: 'not_found', error_description: `no endpoint at ${ctx.path}` };
   };
@@ -48,7 +54,10 @@ const ADVERTISED = [
  */
 export function serveServerMetadata() {
   return async function serverMetadata(ctx: Context, next: Next): Promise<void> {
-    if (!METADATA_PATHS.has(ctx.path) || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) return next();
+    if (!METADATA_PATHS.has(ctx.path) || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) {
+      await next();
+      return;
+    }
     ctx.path = PROVIDER_METADATA_PATH;
     await next();
     const body: unknown = ctx.body;
@@ -79,11 +88,17 @@ export function publishKeys(publicJwks: { keys: unknown[] }): PublishedKeys {
  */
 export function serveJwks(current: () => PublishedKeys, maxAgeSeconds: number) {
   return async function jwks(ctx: Context, next: Next): Promise<void> {
-    if (ctx.path !== ROUTES.jwks) return next();
+    if (ctx.path !== ROUTES.jwks) {
+      await next();
+      return;
+    }
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
       ctx.status = 405;
       ctx.set('Allow', 'GET, HEAD');
-      ctx.body = { error: 'invalid_request', error_description: `${ctx.method} is not allowed at ${ROUTES.jwks}` };
+      ctx.body = {
+        error: 'invalid_request',
+        error_description: `${ctx.method} is not allowed at ${ROUTES.jwks}`,
+      };
       return;
     }
     const keys = current();

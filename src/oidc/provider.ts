@@ -1,5 +1,5 @@
+import type { errors } from 'oidc-provider';
 import Provider, {
-  errors,
   type AsymmetricSigningAlgorithm,
   type Client,
   type Configuration,
@@ -58,7 +58,7 @@ export function buildProvider({ config, secrets, keys, db, clock, log }: Provide
       // halves plus a margin, longer than the provider's own suggestion.
       replayWindowSeconds: 2 * DPOP_IAT_WINDOW + 60,
     }),
-    jwks: keys.privateJwks as Configuration['jwks'],
+    jwks: keys.privateJwks,
     clients: [],
     clientDefaults: {
       grant_types: ['client_credentials'],
@@ -92,7 +92,9 @@ export function buildProvider({ config, secrets, keys, db, clock, log }: Provide
     ...(config.jwksUriAllowPrivate
       ? {
           fetch: (input: string | URL | Request, init?: RequestInit) => {
-            const { dispatcher: _ssrfGuard, ...rest } = (init ?? {}) as RequestInit & { dispatcher?: unknown };
+            const { dispatcher: _ssrfGuard, ...rest } = (init ?? {}) as RequestInit & {
+              dispatcher?: unknown;
+            };
             return fetch(input, rest);
           },
         }
@@ -140,7 +142,10 @@ export function buildProvider({ config, secrets, keys, db, clock, log }: Provide
   const provider = new Provider(config.issuer, configuration);
 
   // Secrets are stored as hashes; the provider awaits this comparison.
-  provider.Client.prototype.compareClientSecret = function compareClientSecret(this: Client, candidate: string) {
+  provider.Client.prototype.compareClientSecret = function compareClientSecret(
+    this: Client,
+    candidate: string,
+  ) {
     return matchesSecretHash(candidate, clientFacts(this)?.secretHashes ?? []);
   };
 

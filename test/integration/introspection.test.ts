@@ -10,7 +10,10 @@ const JWT_API = 'https://api.example.com';
 const OPAQUE_API = 'https://ledger.example.com';
 
 /** A clock the test moves forward: expiry is checked without sleeping. */
-const clock = { offsetMs: 0, now: () => new Date(Date.now() + clock.offsetMs) } satisfies Clock & { offsetMs: number };
+const clock: Clock & { offsetMs: number } = {
+  offsetMs: 0,
+  now: () => new Date(Date.now() + clock.offsetMs),
+};
 
 let server: TestServer;
 let key: DpopKey;
@@ -95,7 +98,11 @@ describe.each([
       expect(res.body).toEqual({ active: false });
     }
     const audit = server.logs.audit('introspection').at(-1);
-    expect(audit).toMatchObject({ outcome: 'success', active: false, reason: expect.stringContaining('not a resource server') });
+    expect(audit).toMatchObject({
+      outcome: 'success',
+      active: false,
+      reason: expect.stringContaining('not a resource server'),
+    });
   });
 
   it('are inactive once revoked by the client they were issued to', async () => {
@@ -135,7 +142,10 @@ describe('invalid input', () => {
     let token = value;
     if (value === 'TAMPER') {
       const [header, payload, signature] = (await issue(JWT_API)).split('.');
-      const claims = JSON.parse(Buffer.from(payload ?? '', 'base64url').toString()) as Record<string, unknown>;
+      const claims = JSON.parse(Buffer.from(payload ?? '', 'base64url').toString()) as Record<
+        string,
+        unknown
+      >;
       claims.scope = 'read write';
       token = `${header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.${signature}`;
     }
@@ -196,9 +206,16 @@ describe('invalid input', () => {
   it('keeps the revocation of a JWT only until the token would have expired', async () => {
     const token = await issue(JWT_API);
     expect((await revoke(caller, token)).status).toBe(200);
-    const row = await server.app.db.selectFrom('revoked_token').selectAll().orderBy('revoked_at', 'desc').executeTakeFirstOrThrow();
+    const row = await server.app.db
+      .selectFrom('revoked_token')
+      .selectAll()
+      .orderBy('revoked_at', 'desc')
+      .executeTakeFirstOrThrow();
     expect(row.client_id).toBe(caller.id);
-    const claims = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as { exp: number; jti: string };
+    const claims = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as {
+      exp: number;
+      jti: string;
+    };
     expect(row.jti).toBe(claims.jti);
     expect(row.expires_at.getTime()).toBe(claims.exp * 1000);
   });

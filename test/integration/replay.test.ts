@@ -20,7 +20,10 @@ beforeAll(async () => {
 afterAll(() => server.close());
 
 it('gives exactly one token for 25 concurrent requests reusing one DPoP proof, and 24 OAuth errors', async () => {
-  const { client, clientSecret } = await server.createClient({ name: 'racer', grants: [{ resource: API, scopes: ['read'] }] });
+  const { client, clientSecret } = await server.createClient({
+    name: 'racer',
+    grants: [{ resource: API, scopes: ['read'] }],
+  });
   const key = await generateDpopKey();
   const proof = await createProof(key, { htu: `${server.url}/token` });
   const responses = await Promise.all(
@@ -81,15 +84,28 @@ it('gives exactly one token for 25 concurrent requests reusing one client assert
   const statuses = responses.map((r) => r.status);
   expect(statuses.filter((s) => s === 200)).toHaveLength(1);
   expect(statuses.filter((s) => s === 401)).toHaveLength(24);
-  expect(responses.filter((r) => r.status === 401).every((r) => r.body.error === 'invalid_client')).toBe(true);
+  expect(responses.filter((r) => r.status === 401).every((r) => r.body.error === 'invalid_client')).toBe(
+    true,
+  );
 });
 
 it('keeps a proof marker for longer than the proof could be accepted, so a late replay still fails', async () => {
-  const { client, clientSecret } = await server.createClient({ name: 'late', grants: [{ resource: API, scopes: ['read'] }] });
+  const { client, clientSecret } = await server.createClient({
+    name: 'late',
+    grants: [{ resource: API, scopes: ['read'] }],
+  });
   const key = await generateDpopKey();
   // A proof dated almost 5 minutes ahead is acceptable for almost 10 minutes in all.
-  const proof = await createProof(key, { htu: `${server.url}/token`, claims: { iat: Math.floor(Date.now() / 1000) + 290 } });
-  const first = await requestToken(server.url, { clientId: client.id, secret: clientSecret ?? '', resource: API, proof });
+  const proof = await createProof(key, {
+    htu: `${server.url}/token`,
+    claims: { iat: Math.floor(Date.now() / 1000) + 290 },
+  });
+  const first = await requestToken(server.url, {
+    clientId: client.id,
+    secret: clientSecret ?? '',
+    resource: API,
+    proof,
+  });
   expect(first.status).toBe(200);
   const marker = await server.app.db
     .selectFrom('oidc_payload')

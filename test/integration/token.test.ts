@@ -3,7 +3,15 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
 
-import { createLocalJWKSet, decodeJwt, exportJWK, generateKeyPair, jwtVerify, SignJWT, type CryptoKey } from 'jose';
+import {
+  createLocalJWKSet,
+  decodeJwt,
+  exportJWK,
+  generateKeyPair,
+  jwtVerify,
+  SignJWT,
+  type CryptoKey,
+} from 'jose';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -21,7 +29,12 @@ let key: DpopKey;
 beforeAll(async () => {
   server = await startTestServer({ env: { MAYFLY_JWKS_URI_ALLOW_PRIVATE: 'true' } });
   await server.createResource({ identifier: API, scopes: ['read', 'write', 'admin'] });
-  await server.createResource({ identifier: BILLING, scopes: ['invoices:read'], tokenTtl: 60, tokenFormat: 'opaque' });
+  await server.createResource({
+    identifier: BILLING,
+    scopes: ['invoices:read'],
+    tokenTtl: 60,
+    tokenFormat: 'opaque',
+  });
   const created = await server.createClient({
     name: 'orders-service',
     grants: [
@@ -51,7 +64,12 @@ describe('issuance', () => {
       typ: 'at+jwt',
     });
     expect(protectedHeader.alg).toBe('ES256');
-    expect(payload).toMatchObject({ sub: client.id, client_id: client.id, scope: 'read', cnf: { jkt: key.thumbprint } });
+    expect(payload).toMatchObject({
+      sub: client.id,
+      client_id: client.id,
+      scope: 'read',
+      cnf: { jkt: key.thumbprint },
+    });
     expect(payload.aud).toBe(API);
     expect(typeof payload.jti).toBe('string');
     expect((payload.exp ?? 0) - (payload.iat ?? 0)).toBe(300);
@@ -76,7 +94,12 @@ describe('issuance', () => {
       .post('/token')
       .type('form')
       .set('DPoP', await proof())
-      .send({ grant_type: 'client_credentials', client_id: client.id, client_secret: client.secret, resource: API });
+      .send({
+        grant_type: 'client_credentials',
+        client_id: client.id,
+        client_secret: client.secret,
+        resource: API,
+      });
     expect(res.status).toBe(200);
     expect(res.body.token_type).toBe('DPoP');
   });
@@ -88,8 +111,16 @@ describe('issuance', () => {
         .insertInto('resource')
         .values({ identifier: API, scopes: ['read'], token_ttl: 900, token_format: 'jwt', name: null })
         .execute();
-      const { client: c, clientSecret } = await strict.createClient({ name: 'c', grants: [{ resource: API, scopes: ['read'] }] });
-      const res = await requestToken(strict.url, { clientId: c.id, secret: clientSecret ?? '', resource: API, key });
+      const { client: c, clientSecret } = await strict.createClient({
+        name: 'c',
+        grants: [{ resource: API, scopes: ['read'] }],
+      });
+      const res = await requestToken(strict.url, {
+        clientId: c.id,
+        secret: clientSecret ?? '',
+        resource: API,
+        key,
+      });
       expect(res.status).toBe(200);
       expect(res.body.expires_in).toBe(120);
       const claims = decodeJwt(res.body.access_token);
@@ -145,7 +176,9 @@ describe('resources and scopes', () => {
       .set('Authorization', basicAuth(client.id, client.secret))
       .set('DPoP', await proof())
       .type('form')
-      .send(`grant_type=client_credentials&resource=${encodeURIComponent(API)}&resource=${encodeURIComponent(BILLING)}`);
+      .send(
+        `grant_type=client_credentials&resource=${encodeURIComponent(API)}&resource=${encodeURIComponent(BILLING)}`,
+      );
     expect(res.status).toBe(400);
     expect(res.body.error).toBe('invalid_target');
   });
@@ -165,12 +198,21 @@ describe('DPoP is required', () => {
       bearerAllowed: true,
       grants: [{ resource: API, scopes: ['read'] }],
     });
-    const withoutProof = await requestToken(server.url, { clientId: bearer.id, secret: clientSecret ?? '', resource: API });
+    const withoutProof = await requestToken(server.url, {
+      clientId: bearer.id,
+      secret: clientSecret ?? '',
+      resource: API,
+    });
     expect(withoutProof.status).toBe(200);
     expect(withoutProof.body.token_type).toBe('Bearer');
     expect(decodeJwt(withoutProof.body.access_token).cnf).toBeUndefined();
 
-    const withProof = await requestToken(server.url, { clientId: bearer.id, secret: clientSecret ?? '', resource: API, key });
+    const withProof = await requestToken(server.url, {
+      clientId: bearer.id,
+      secret: clientSecret ?? '',
+      resource: API,
+      key,
+    });
     expect(withProof.body.token_type).toBe('DPoP');
     expect(decodeJwt(withProof.body.access_token).cnf).toEqual({ jkt: key.thumbprint });
 
@@ -207,9 +249,21 @@ describe('client authentication', () => {
   });
 
   it('refuses a disabled client', async () => {
-    const { client: c, clientSecret } = await server.createClient({ name: 'gone', grants: [{ resource: API, scopes: ['read'] }] });
-    await server.app.db.updateTable('client').set({ disabled_at: new Date() }).where('id', '=', c.id).execute();
-    const res = await requestToken(server.url, { clientId: c.id, secret: clientSecret ?? '', resource: API, key });
+    const { client: c, clientSecret } = await server.createClient({
+      name: 'gone',
+      grants: [{ resource: API, scopes: ['read'] }],
+    });
+    await server.app.db
+      .updateTable('client')
+      .set({ disabled_at: new Date() })
+      .where('id', '=', c.id)
+      .execute();
+    const res = await requestToken(server.url, {
+      clientId: c.id,
+      secret: clientSecret ?? '',
+      resource: API,
+      key,
+    });
     expect(res.status).toBe(401);
     expect(res.body.error).toBe('invalid_client');
   });
@@ -265,7 +319,14 @@ describe('private_key_jwt', () => {
     await once(jwksServer, 'listening');
     jwksUrl = `http://127.0.0.1:${(jwksServer.address() as AddressInfo).port}/jwks.json`;
   });
-  afterAll(() => new Promise<void>((resolve) => jwksServer.close(() => resolve())));
+  afterAll(
+    () =>
+      new Promise<void>((resolve) =>
+        jwksServer.close(() => {
+          resolve();
+        }),
+      ),
+  );
 
   const assertion = (clientId: string, claims: Record<string, unknown> = {}) =>
     new SignJWT(claims)
@@ -344,8 +405,18 @@ describe('private_key_jwt', () => {
 describe('malformed requests', () => {
   it.each([
     ['no grant_type', {}, 400, 'invalid_request'],
-    ['the password grant', { grant_type: 'password', username: 'a', password: 'b' }, 400, 'unsupported_grant_type'],
-    ['the authorization_code grant', { grant_type: 'authorization_code', code: 'x' }, 400, 'unsupported_grant_type'],
+    [
+      'the password grant',
+      { grant_type: 'password', username: 'a', password: 'b' },
+      400,
+      'unsupported_grant_type',
+    ],
+    [
+      'the authorization_code grant',
+      { grant_type: 'authorization_code', code: 'x' },
+      400,
+      'unsupported_grant_type',
+    ],
     ['an unknown grant', { grant_type: 'urn:example:nope' }, 400, 'unsupported_grant_type'],
   ])('refuses %s', async (_case, form, status, error) => {
     const res = await request(server.url)
@@ -374,7 +445,9 @@ describe('malformed requests', () => {
       .set('Authorization', basicAuth(client.id, client.secret))
       .set('DPoP', await proof())
       .type('form')
-      .send(`grant_type=client_credentials&grant_type=client_credentials&resource=${encodeURIComponent(API)}`);
+      .send(
+        `grant_type=client_credentials&grant_type=client_credentials&resource=${encodeURIComponent(API)}`,
+      );
     expect(res.status).toBe(400);
     expect(res.body.error).toBe('invalid_request');
   });

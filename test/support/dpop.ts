@@ -8,7 +8,6 @@ import {
   type CryptoKey,
   type JWK,
   type JWTHeaderParameters,
-  type JWTPayload,
 } from 'jose';
 
 export interface DpopKey {
@@ -30,7 +29,7 @@ export interface ProofOptions {
   nonce?: string;
   ath?: string;
   /** Replace or remove (undefined) header members and claims, for negative tests. */
-  header?: Partial<Record<keyof JWTHeaderParameters | 'jwk' | 'typ', unknown>>;
+  header?: Partial<Record<string, unknown>>;
   claims?: Partial<Record<string, unknown>>;
 }
 
@@ -39,7 +38,12 @@ export interface ProofOptions {
  * @see RFC 9449 §4.2
  */
 export async function createProof(key: DpopKey, options: ProofOptions): Promise<string> {
-  const header: Record<string, unknown> = { typ: 'dpop+jwt', alg: key.alg, jwk: key.publicJwk, ...options.header };
+  const header: Record<string, unknown> = {
+    typ: 'dpop+jwt',
+    alg: key.alg,
+    jwk: key.publicJwk,
+    ...options.header,
+  };
   const claims: Record<string, unknown> = {
     htm: options.htm ?? 'POST',
     htu: options.htu,
@@ -49,7 +53,9 @@ export async function createProof(key: DpopKey, options: ProofOptions): Promise<
     ...(options.ath ? { ath: options.ath } : {}),
     ...options.claims,
   };
-  for (const [name, value] of Object.entries(header)) if (value === undefined) delete header[name];
-  for (const [name, value] of Object.entries(claims)) if (value === undefined) delete claims[name];
-  return new SignJWT(claims as JWTPayload).setProtectedHeader(header as JWTHeaderParameters).sign(key.privateKey);
+  const defined = (members: Record<string, unknown>) =>
+    Object.fromEntries(Object.entries(members).filter(([, value]) => value !== undefined));
+  return new SignJWT(defined(claims))
+    .setProtectedHeader(defined(header) as JWTHeaderParameters)
+    .sign(key.privateKey);
 }

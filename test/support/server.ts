@@ -29,6 +29,8 @@ export interface TestServerOptions {
   env?: Record<string, string>;
   database?: TestDatabase;
   clock?: Clock;
+  /** Listen on this port (a restarted server keeps its issuer); default: any free port. */
+  port?: number;
 }
 
 /**
@@ -38,7 +40,7 @@ export interface TestServerOptions {
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
   const database = options.database ?? (await createTestDatabase());
   const server: Server = createServer();
-  server.listen(0, '127.0.0.1');
+  server.listen(options.port ?? 0, '127.0.0.1');
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
   const url = `http://127.0.0.1:${port}`;
@@ -58,7 +60,10 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     jobs: false,
     ...(options.clock ? { clock: options.clock } : {}),
   });
-  server.on('request', createApp(app).callback());
+  const handle = createApp(app).callback();
+  server.on('request', (req, res) => {
+    void handle(req, res);
+  });
   return {
     url,
     app,
@@ -68,7 +73,11 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     createClient: (input) => createClient(app.db, input),
     async close() {
       server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await new Promise<void>((resolve) =>
+        server.close(() => {
+          resolve();
+        }),
+      );
       await app.close();
       if (!options.database) await database.drop();
     },

@@ -1,0 +1,136 @@
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+import { ConfigError, loadConfig } from '../../src/config/config.ts';
+import { loadSecrets, NONCE_SECRET_FILE } from '../../src/config/secrets.ts';
+
+const SECRET = 'snLyLT0ghNnRWc_TryfNloCptr_12VfDK8c8aYNknqE';
+
+function problems(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as ConfigError).problems;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadConfig', () => {
+  it('has working defaults for the embedded mode', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({
+      port: 3000,
+      host: '0.0.0.0',
+      issuer: 'http://localhost:3000',
+      database: { kind: 'pglite', dataDir: './data' },
+      keysDir: './keys',
+      logLevel: 'info',
+      trustProxy: false,
+      dpop: { nonceSecret: undefined, requireNonce: false },
+      tokens: { maxTtl: 900, defaultTtl: 300 },
+      purgeIntervalSeconds: 60,
+      jwksUriAllowPrivate: false,
+    });
+  });
+
+  it('derives the issuer from PORT and uses Postgres when DATABASE_URL is set', () => {
+    const config = loadConfig({
+      PORT: '8080',
+      DATABASE_URL: 'postgres://u@db:5432/mayfly',
+      MAYFLY_DB_POOL_MAX: '4',
+    });
+    expect(config.issuer).toBe('http://localhost:8080');
+    expect(config.database).toEqual({ kind: 'postgres', url: 'postgres://u@db:5432/mayfly', poolMax: 4 });
+  });
+
+  it('normalises the issuer and treats blank values as unset', () => {
+    const config = loadConfig({
+      MAYFLY_ISSUER: 'https://Auth.Example.com/',
+      LOG_LEVEL: '',
+      MAYFLY_DPOP_NONCE_SECRET: SECRET,
+    });
+    expect(config.issuer).toBe('https://auth.example.com');
+    expect(config.logLevel).toBe('info');
+    expect(config.dpop.nonceSecret).toHaveLength(32);
+  });
+
+  it('keeps the default lifetime within a lower maximum', () => {
+    expect(loadConfig({ MAYFLY_MAX_TOKEN_TTL: '120' }).tokens).toEqual({ maxTtl: 120, defaultTtl: 120 });
+  });
+
+  it.each([
+    [{ PORT: 'abc' }, /^PORT: expected an integer between 1 and 65535 \(got "abc"\)$/],
+    [{ PORT: '70000' }, /^PORT: expected at most 65535/],
+    [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL: expected one of fatal, error, warn, info, debug, trace, silent/],
+    [{ DATABASE_URL: 'mysql://db' }, /^DATABASE_URL: expected a postgres:\/\/ or postgresql:\/\/ URL/],
+    [{ MAYFLY_ISSUER: 'auth.example.com' }, /^MAYFLY_ISSUER: expected an absolute http\(s\) URL/],
+    [{ MAYFLY_ISSUER: 'https://auth.example.com/oauth' }, /^MAYFLY_ISSUER: .*no path/],
+    [{ MAYFLY_ISSUER: 'ftp://auth.example.com' }, /^MAYFLY_ISSUER:/],
+    [{ MAYFLY_TRUST_PROXY: 'yes' }, /^MAYFLY_TRUST_PROXY: expected true or false/],
+    [{ MAYFLY_MAX_TOKEN_TTL: '7200' }, /^MAYFLY_MAX_TOKEN_TTL: expected at most 3600/],
+    [{ MAYFLY_PURGE_INTERVAL: '0' }, /^MAYFLY_PURGE_INTERVAL: expected at least 1/],
+  ])('refuses %o naming the variable and what it expects', (env, message) => {
+    const found = problems(env);
+    expect(found).toHaveLength(1);
+    expect(found[0]).toMatch(message);
+  });
+
+  it('reports every bad variable at once', () => {
+    expect(
+      problems({ PORT: 'x', LOG_LEVEL: 'y', MAYFLY_DPOP_REQUIRE_NONCE: 'z' }).map((p) => p.split(':')[0]),
+    ).toEqual(['PORT', 'LOG_LEVEL', 'MAYFLY_DPOP_REQUIRE_NONCE']);
+  });
+
+  it('never echoes a malformed nonce secret', () => {
+    const [problem] = problems({ MAYFLY_DPOP_NONCE_SECRET: 'my-very-secret-value' });
+    expect(problem).toMatch(/^MAYFLY_DPOP_NONCE_SECRET: expected 32 bytes encoded as base64url/);
+    expect(problem).not.toContain('my-very-secret-value');
+  });
+});
+
+describe('loadSecrets', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'mayfly-keys-'));
+  });
+  afterEach(() => rm(dir, { recursive: true, force: true }));
+
+  it('generates the embedded nonce secret once, mode 0600, and reuses it', async () => {
+    const keysDir = join(dir, 'keys');
+    const config = loadConfig({ MAYFLY_KEYS_DIR: keysDir });
+    const first = await loadSecrets(config);
+    const path = join(keysDir, NONCE_SECRET_FILE);
+    expect((await stat(path)).mode & 0o777).toBe(0o600);
+    expect(first.dpopNonceSecret).toHaveLength(32);
+    expect((await loadSecrets(config)).dpopNonceSecret.equals(first.dpopNonceSecret)).toBe(true);
+    expect((await readFile(path, 'utf8')).trim()).toBe(first.dpopNonceSecret.toString('base64url'));
+  });
+
+  it('creates one secret when several starts race', async () => {
+    const config = loadConfig({ MAYFLY_KEYS_DIR: dir });
+    const all = await Promise.all(Array.from({ length: 5 }, () => loadSecrets(config)));
+    expect(new Set(all.map((s) => s.dpopNonceSecret.toString('hex'))).size).toBe(1);
+  });
+
+  it('refuses a corrupt secret file instead of replacing it', async () => {
+    await writeFile(join(dir, NONCE_SECRET_FILE), 'garbage\n');
+    await expect(loadSecrets(loadConfig({ MAYFLY_KEYS_DIR: dir }))).rejects.toThrow(
+      /expected 32 bytes.*delete it to regenerate/,
+    );
+    expect(await readFile(join(dir, NONCE_SECRET_FILE), 'utf8')).toBe('garbage\n');
+  });
+
+  it('requires the secret from the environment when instances share Postgres', async () => {
+    await expect(
+      loadSecrets(loadConfig({ DATABASE_URL: 'postgres://db/x', MAYFLY_KEYS_DIR: dir })),
+    ).rejects.toThrow(/MAYFLY_DPOP_NONCE_SECRET: required when DATABASE_URL is set/);
+    const secrets = await loadSecrets(
+      loadConfig({ DATABASE_URL: 'postgres://db/x', MAYFLY_DPOP_NONCE_SECRET: SECRET }),
+    );
+    expect(secrets.dpopNonceSecret.toString('base64url')).toBe(SECRET);
+  });
+});
