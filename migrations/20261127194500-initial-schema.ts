@@ -40,14 +40,16 @@ export async function up(db: Kysely<any>): Promise<void> {
   await db.schema
     .createTable('client_secret')
     .addColumn('id', 'uuid', (col) => col.primaryKey().defaultTo(sql`gen_random_uuid()`))
-    .addColumn('client_id', 'text', (col) =>
-      col.notNull().references('client.id').onDelete('cascade'),
-    )
+    .addColumn('client_id', 'text', (col) => col.notNull().references('client.id').onDelete('cascade'))
     .addColumn('secret_hash', 'text', (col) => col.notNull())
     .addColumn('created_at', 'timestamptz', (col) => col.notNull().defaultTo(sql`now()`))
     .addColumn('expires_at', 'timestamptz')
     .execute();
-  await db.schema.createIndex('client_secret_client_id_idx').on('client_secret').column('client_id').execute();
+  await db.schema
+    .createIndex('client_secret_client_id_idx')
+    .on('client_secret')
+    .column('client_id')
+    .execute();
 
   await db.schema
     .createTable('client_grant')
@@ -56,7 +58,11 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('scopes', sql`text[]`, (col) => col.notNull())
     .addPrimaryKeyConstraint('client_grant_pkey', ['client_id', 'resource_id'])
     .execute();
-  await db.schema.createIndex('client_grant_resource_id_idx').on('client_grant').column('resource_id').execute();
+  await db.schema
+    .createIndex('client_grant_resource_id_idx')
+    .on('client_grant')
+    .column('resource_id')
+    .execute();
 
   await db.schema
     .createTable('client_introspection')
@@ -77,8 +83,16 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('expires_at', 'timestamptz')
     .addPrimaryKeyConstraint('oidc_payload_pkey', ['model', 'id'])
     .execute();
-  await db.schema.createIndex('oidc_payload_expires_at_idx').on('oidc_payload').column('expires_at').execute();
-  await db.schema.createIndex('oidc_payload_grant_id_idx').on('oidc_payload').columns(['model', 'grant_id']).execute();
+  await db.schema
+    .createIndex('oidc_payload_expires_at_idx')
+    .on('oidc_payload')
+    .column('expires_at')
+    .execute();
+  await db.schema
+    .createIndex('oidc_payload_grant_id_idx')
+    .on('oidc_payload')
+    .columns(['model', 'grant_id'])
+    .execute();
   await db.schema.createIndex('oidc_payload_uid_idx').on('oidc_payload').columns(['model', 'uid']).execute();
   await db.schema
     .createIndex('oidc_payload_user_code_idx')
@@ -93,7 +107,11 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('revoked_at', 'timestamptz', (col) => col.notNull().defaultTo(sql`now()`))
     .addColumn('expires_at', 'timestamptz', (col) => col.notNull())
     .execute();
-  await db.schema.createIndex('revoked_token_expires_at_idx').on('revoked_token').column('expires_at').execute();
+  await db.schema
+    .createIndex('revoked_token_expires_at_idx')
+    .on('revoked_token')
+    .column('expires_at')
+    .execute();
 
   await db.schema
     .createTable('signing_key')

@@ -88,12 +88,3 @@ export async function insertClientIntrospections(
     .values(resourceIds.map((resourceId) => ({ client_id: clientId, resource_id: resourceId })))
     .execute();
 }
-
-export async function setClientDisabled(db: Db, clientId: string, disabledAt: Date | null): Promise<boolean> {
-  const result = await db
-    .updateTable('client')
-    .set({ disabled_at: disabledAt, updated_at: new Date() })
-    .where('id', '=', clientId)
-    .executeTakeFirst();
-  return result.numUpdatedRows > 0n;
-}

@@ -66,15 +66,17 @@ export async function createClient(db: Db, input: ClientInput): Promise<CreatedC
   const parsed = parseInput(ClientInput, input);
   return db.transaction().execute(async (trx) => {
     const named = [...new Set([...parsed.grants.map((g) => g.resource), ...parsed.introspects])];
-    const resources = new Map((await findResourcesByIdentifiers(trx, named)).map((r) => [r.identifier, r]));
-    const missing = named.filter((identifier) => !resources.has(identifier));
-    if (missing.length) {
-      throw new MayflyError('resource_not_found', `no resource with identifier ${missing.join(', ')}`);
-    }
+    const found = new Map((await findResourcesByIdentifiers(trx, named)).map((r) => [r.identifier, r]));
+    const missing = named.filter((identifier) => !found.has(identifier));
+    const resourceNamed = (identifier: string): ResourceRow => {
+      const resource = found.get(identifier);
+      if (!resource || missing.length) {
+        throw new MayflyError('resource_not_found', `no resource with identifier ${missing.join(', ')}`);
+      }
+      return resource;
+    };
     const grants = parsed.grants.map((grant) => {
-      const resource = resources.get(grant.resource);
-      if (!resource)
-        throw new MayflyError('resource_not_found', `no resource with identifier ${grant.resource}`);
+      const resource = resourceNamed(grant.resource);
       const undefinedScopes = grant.scopes.filter((scope) => !resource.scopes.includes(scope));
       if (undefinedScopes.length) {
         throw new MayflyError(
@@ -102,7 +104,7 @@ export async function createClient(db: Db, input: ClientInput): Promise<CreatedC
     await insertClientIntrospections(
       trx,
       client.id,
-      parsed.introspects.map((identifier) => resources.get(identifier)?.id ?? ''),
+      parsed.introspects.map((identifier) => resourceNamed(identifier).id),
     );
     return { client, clientSecret };
   });

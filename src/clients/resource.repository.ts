@@ -17,7 +17,3 @@ export async function findResourcesByIdentifiers(
   if (identifiers.length === 0) return [];
   return db.selectFrom('resource').selectAll().where('identifier', 'in', identifiers).execute();
 }
-
-export async function findResourceByIdentifier(db: Db, identifier: string): Promise<ResourceRow | undefined> {
-  return db.selectFrom('resource').selectAll().where('identifier', '=', identifier).executeTakeFirst();
-}

@@ -112,12 +112,11 @@ export function buildProvider({ config, secrets, keys, db, clock, log }: Provide
       introspection: {
         enabled: true,
         // Only a resource server of the token's audience learns anything about it. @see RFC 7662 §4
-        allowedPolicy: (ctx, caller, token) =>
-          recordPolicyDecision(
-            ctx,
-            tokenAudience(token) !== undefined &&
-              (clientFacts(caller)?.introspects.includes(tokenAudience(token) ?? '') ?? false),
-          ),
+        allowedPolicy: (ctx, caller, token) => {
+          const audience = tokenAudience(token);
+          const introspects = clientFacts(caller)?.introspects ?? [];
+          return recordPolicyDecision(ctx, audience !== undefined && introspects.includes(audience));
+        },
       },
       revocation: {
         enabled: true,
