@@ -36,9 +36,10 @@ export class MigrationError extends Error {
 export async function migrateToLatest(db: Db): Promise<MigrationResultSet> {
   const result = await createMigrator(db).migrateToLatest();
   if (result.error) {
-    const failed = result.results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
+    const failed = result.results?.find((r) => r.status === 'Error')?.migrationName;
     const reason = result.error instanceof Error ? result.error.message : JSON.stringify(result.error);
-    throw new MigrationError(`migration ${failed} failed: ${reason}`, { cause: result.error });
+    const what = failed ? `migration ${failed} failed` : 'could not apply migrations';
+    throw new MigrationError(`${what}: ${reason}`, { cause: result.error });
   }
   return result;
 }
