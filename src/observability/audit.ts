@@ -25,13 +25,18 @@ export interface TokenAttempt extends AccessAttempt {
 export interface IntrospectionAttempt extends AccessAttempt {
   /** Whether the caller learned the token is active. */
   active: boolean;
+  /** The token's own client, audience, scopes and key binding, when it was found. */
   token_client_id?: string | undefined;
   resource?: string | undefined;
+  scopes?: string[] | undefined;
+  jkt?: string | undefined;
 }
 
 export interface RevocationAttempt extends AccessAttempt {
   revoked: boolean;
   resource?: string | undefined;
+  scopes?: string[] | undefined;
+  jkt?: string | undefined;
 }
 
 /** One logger per business event, so every audit line of a kind has the same shape. */

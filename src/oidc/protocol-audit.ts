@@ -132,6 +132,8 @@ export function auditProtocolRequests(audit: Audit) {
         active,
         token_client_id: token?.clientId,
         resource: single(token?.aud),
+        scopes: token?.scope?.split(' ').filter(Boolean),
+        jkt: token?.jkt,
         ...(!failure && token && !active && state.policyAllowed === false
           ? { reason: 'caller is not a resource server for the token audience' }
           : {}),
@@ -141,6 +143,8 @@ export function auditProtocolRequests(audit: Audit) {
         ...common,
         revoked: !failure && token !== undefined && state.policyAllowed === true,
         resource: single(token?.aud),
+        scopes: token?.scope?.split(' ').filter(Boolean),
+        jkt: token?.jkt,
         ...(!failure && token && state.policyAllowed === false
           ? { reason: 'only the client the token was issued to may revoke it' }
           : {}),

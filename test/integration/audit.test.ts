@@ -148,6 +148,8 @@ it('writes one audit line per token, introspection and revocation outcome, with 
     active: true,
     token_client_id: svc.client.id,
     resource: API,
+    scopes: ['read'],
+    jkt: key.thumbprint,
   });
   expect(server.logs.audit('revocation')).toEqual([
     expect.objectContaining({ outcome: 'success', revoked: true, resource: API }),
