@@ -34,6 +34,7 @@ export interface IntrospectionAttempt extends AccessAttempt {
 
 export interface RevocationAttempt extends AccessAttempt {
   revoked: boolean;
+  token_client_id?: string | undefined;
   resource?: string | undefined;
   scopes?: string[] | undefined;
   jkt?: string | undefined;

@@ -142,12 +142,10 @@ export function auditProtocolRequests(audit: Audit) {
       audit.revocation({
         ...common,
         revoked: !failure && token !== undefined && state.policyAllowed === true,
+        token_client_id: token?.clientId,
         resource: single(token?.aud),
         scopes: token?.scope?.split(' ').filter(Boolean),
         jkt: token?.jkt,
-        ...(!failure && token && state.policyAllowed === false
-          ? { reason: 'only the client the token was issued to may revoke it' }
-          : {}),
       });
     }
   };

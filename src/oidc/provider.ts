@@ -1,5 +1,5 @@
-import type { errors } from 'oidc-provider';
 import Provider, {
+  errors,
   type AsymmetricSigningAlgorithm,
   type Client,
   type Configuration,
@@ -120,8 +120,13 @@ export function buildProvider({ config, secrets, keys, db, clock, log }: Provide
       },
       revocation: {
         enabled: true,
-        // @see RFC 7009 §2.1: the token must have been issued to the client making the request.
-        allowedPolicy: (ctx, caller, token) => recordPolicyDecision(ctx, caller.clientId === token.clientId),
+        // @see RFC 7009 §2.1: a valid token issued to another client is refused with an error, not ignored.
+        allowedPolicy: (ctx, caller, token) => {
+          if (!recordPolicyDecision(ctx, caller.clientId === token.clientId)) {
+            throw new errors.UnauthorizedClient('this token was not issued to the client revoking it');
+          }
+          return true;
+        },
       },
       resourceIndicators: {
         enabled: true,

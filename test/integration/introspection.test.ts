@@ -113,12 +113,24 @@ describe.each([
     expect(server.logs.audit('revocation').at(-1)).toMatchObject({ outcome: 'success', revoked: true });
   });
 
-  it('stay active when someone other than the owner tries to revoke them', async () => {
+  it('refuse revocation by anyone but their owner (RFC 7009 §2.1) and stay active', async () => {
     const token = await issue(resource);
-    expect((await revoke(stranger, token)).status).toBe(200);
-    expect((await revoke(resourceServer(), token)).status).toBe(200);
+    for (const who of [stranger, resourceServer()]) {
+      const res = await revoke(who, token);
+      expect(res.status).toBe(400);
+      expect(res.body).toEqual({
+        error: 'unauthorized_client',
+        error_description: 'this token was not issued to the client revoking it',
+      });
+    }
     expect((await introspect(resourceServer(), token)).body.active).toBe(true);
-    expect(server.logs.audit('revocation').at(-1)).toMatchObject({ revoked: false });
+    expect(server.logs.audit('revocation').at(-1)).toMatchObject({
+      outcome: 'failure',
+      revoked: false,
+      client_id: resourceServer().id,
+      token_client_id: caller.id,
+      error: 'unauthorized_client',
+    });
   });
 
   it('are inactive once expired', async () => {
