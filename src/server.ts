@@ -32,16 +32,13 @@ export function createApp(app: AppContext): Koa {
   koa.use(serveServerMetadata());
   koa.use(auditProtocolRequests(app.audit));
   koa.use(clarifyTokenErrors);
-  const presentJwt = presentJwtAccessTokens({
-    issuer: app.config.issuer,
-    clock: app.clock,
-    verificationKeys: () => app.keys.verificationKeys,
-  });
-  koa.use(async (ctx, next) => {
-    await (ctx.path === ROUTES.introspection || ctx.path === ROUTES.revocation
-      ? presentJwt(ctx, next)
-      : next());
-  });
+  koa.use(
+    presentJwtAccessTokens({
+      issuer: app.config.issuer,
+      clock: app.clock,
+      verificationKeys: () => app.keys.verificationKeys,
+    }),
+  );
   koa.use(completeIntrospectionResponse);
   koa.use(mount(app.provider));
   return koa;

@@ -10,6 +10,7 @@ import {
 } from '../adapter/presented-jwt.ts';
 import type { Clock } from '../clock.ts';
 import { SIGNING_ALG } from '../keys/signing-keys.ts';
+import { ROUTES } from './protocol-routes.ts';
 
 const BODY_LIMIT = 56 * 1024;
 export const PRESENTED_JWT_REFERENCE = 'mayfly:presented-jwt';
@@ -29,7 +30,8 @@ export interface JwtPresentationOptions {
  */
 export function presentJwtAccessTokens(options: JwtPresentationOptions) {
   return async function presentJwtAccessToken(ctx: Context, next: Next): Promise<void> {
-    if (ctx.method !== 'POST' || !ctx.is('application/x-www-form-urlencoded')) {
+    const handles = ctx.path === ROUTES.introspection || ctx.path === ROUTES.revocation;
+    if (!handles || ctx.method !== 'POST' || !ctx.is('application/x-www-form-urlencoded')) {
       await next();
       return;
     }
