@@ -11,10 +11,9 @@ import {
   extendReplayMarker,
   findPayload,
   insertReplayMarker,
-  insertRevokedToken,
-  isTokenRevoked,
   upsertPayload,
 } from './oidc-payload.repository.ts';
+import { insertRevokedToken, isTokenRevoked } from './revoked-token.repository.ts';
 import { currentPresentedJwt } from './presented-jwt.ts';
 
 export interface AdapterDependencies {
@@ -34,7 +33,8 @@ function hashId(id: string): string {
   return createHash('sha256').update(id, 'utf8').digest('base64url');
 }
 
-const epoch = (date: Date) => Math.floor(date.getTime() / 1000);
+/** RFC 6749 §A.1: a client_id is printable ASCII (VSCHAR); bounded here. Anything else cannot be a client. */
+const CLIENT_ID = /^[\x20-\x7E]{1,255}$/;
 
 export function createAdapterFactory(deps: AdapterDependencies): AdapterFactory {
   return (model: string): Adapter => {
@@ -150,31 +150,62 @@ class ClientCredentialsAdapter extends PayloadAdapter {
  * oidc-provider checks one-time values (DPoP proof and client assertion `jti`s) as find-then-upsert, which lets
  * concurrent duplicates through. Here `find` itself claims the value with one atomic insert: only the caller
  * whose insert wins sees "not found" and proceeds; every other one sees the marker and is rejected cleanly.
+ * The provider already hashes these ids; they are not bearer values.
  * @see RFC 9449 §11.1, RFC 7523 §3 (jti replay)
  */
-class ReplayDetectionAdapter extends PayloadAdapter {
+class ReplayDetectionAdapter implements Adapter {
+  private static readonly MODEL = 'ReplayDetection';
+  private readonly deps: AdapterDependencies;
+
   constructor(deps: AdapterDependencies) {
-    super('ReplayDetection', deps);
+    this.deps = deps;
   }
 
-  override async find(id: string): Promise<AdapterPayload | undefined> {
+  async find(id: string): Promise<AdapterPayload | undefined> {
     const now = this.deps.clock.now();
     const expiresAt = new Date(now.getTime() + this.deps.replayWindowSeconds * 1000);
-    const claimed = await insertReplayMarker(this.deps.db, this.model, id, expiresAt, now);
+    const claimed = await insertReplayMarker(this.deps.db, ReplayDetectionAdapter.MODEL, id, expiresAt, now);
     if (claimed) return undefined;
-    // Must pass the provider's payload checks, or it would be treated as absent.
-    return { kind: 'ReplayDetection', jti: id, iat: epoch(now), exp: epoch(expiresAt) };
+    // The provider checks this payload against its own (real) clock and treats an invalid one as absent, which
+    // would let the replay through: date it from real time, whatever clock the database rows follow.
+    const issuedAt = Math.floor(Date.now() / 1000);
+    return {
+      kind: ReplayDetectionAdapter.MODEL,
+      jti: id,
+      iat: issuedAt,
+      exp: issuedAt + this.deps.replayWindowSeconds,
+    };
   }
 
-  override async upsert(id: string, _payload: AdapterPayload, expiresIn?: number): Promise<void> {
+  async upsert(id: string, _payload: AdapterPayload, expiresIn?: number): Promise<void> {
     // The marker exists since find(); only a value valid for longer than the window needs a later expiry.
     if (expiresIn === undefined || expiresIn <= this.deps.replayWindowSeconds) return;
     await extendReplayMarker(
       this.deps.db,
-      this.model,
+      ReplayDetectionAdapter.MODEL,
       id,
       new Date(this.deps.clock.now().getTime() + expiresIn * 1000),
     );
+  }
+
+  async destroy(id: string): Promise<void> {
+    await deletePayload(this.deps.db, ReplayDetectionAdapter.MODEL, id);
+  }
+
+  findByUid(): Promise<undefined> {
+    return Promise.resolve(undefined);
+  }
+
+  findByUserCode(): Promise<undefined> {
+    return Promise.resolve(undefined);
+  }
+
+  consume(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  revokeByGrantId(): Promise<void> {
+    return Promise.resolve();
   }
 }
 
@@ -187,6 +218,8 @@ class ClientAdapter implements Adapter {
   }
 
   find(id: string): Promise<AdapterPayload | undefined> {
+    // Whatever a request claims as client_id (form, Basic user, assertion sub) reaches here unchecked.
+    if (!CLIENT_ID.test(id)) return Promise.resolve(undefined);
     return this.deps.findClientMetadata(id);
   }
 

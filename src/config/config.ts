@@ -109,8 +109,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(
       parsed.error.issues.map((issue) => {
         const variable = String(issue.path[0] ?? 'environment');
-        const shown =
-          variable === 'MAYFLY_DPOP_NONCE_SECRET' ? '' : ` (got ${JSON.stringify(env[variable])})`;
+        const shown = showValue(variable, env[variable]);
         return `${variable}: ${issue.message}${shown}`;
       }),
     );
@@ -138,16 +137,29 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   };
 }
 
+const SECRET_VARIABLES = new Set(['MAYFLY_DPOP_NONCE_SECRET']);
+
+/**
+ * The offending value, so the operator sees what was read — except secrets, and except credentials inside a URL
+ * (a mistyped DATABASE_URL must not print its password).
+ */
+function showValue(variable: string, value: string | undefined): string {
+  if (value === undefined || SECRET_VARIABLES.has(variable)) return '';
+  const credentials = /^([a-z][a-z0-9+.-]*:\/\/)[^@/?#]*@/i;
+  const safe = credentials.test(value) ? value.replace(credentials, '$1***@') : value;
+  return ` (got ${JSON.stringify(safe)})`;
+}
+
 function normalizeIssuer(value: string, problems: string[]): string {
   const url = URL.parse(value);
   const expected =
     'expected an absolute http(s) URL with no path, query or fragment, e.g. https://auth.example.com';
   if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:')) {
-    problems.push(`MAYFLY_ISSUER: ${expected} (got ${JSON.stringify(value)})`);
+    problems.push(`MAYFLY_ISSUER: ${expected}${showValue('MAYFLY_ISSUER', value)}`);
     return value;
   }
   if (url.pathname !== '/' || url.search || url.hash || url.username || url.password) {
-    problems.push(`MAYFLY_ISSUER: ${expected} (got ${JSON.stringify(value)})`);
+    problems.push(`MAYFLY_ISSUER: ${expected}${showValue('MAYFLY_ISSUER', value)}`);
   }
   return url.origin;
 }

@@ -35,23 +35,29 @@ export function presentJwtAccessTokens(options: JwtPresentationOptions) {
       await next();
       return;
     }
-    const raw = await readBody(ctx.req);
-    if (raw === undefined) {
-      ctx.status = 413;
+    const body = await readBody(ctx.req);
+    if (body === 'too-large' || body === 'aborted') {
+      ctx.status = body === 'too-large' ? 413 : 400;
       ctx.set('Connection', 'close');
-      ctx.body = { error: 'invalid_request', error_description: 'request body exceeds 56 KiB' };
-      return undefined;
+      ctx.body = {
+        error: 'invalid_request',
+        error_description:
+          body === 'too-large' ? 'request body exceeds 56 KiB' : 'request body was not received in full',
+      };
+      return;
     }
-    const params = new URLSearchParams(raw);
+    // Form bodies are UTF-8 in practice; a body declaring another charset goes to the provider untouched.
+    const utf8 = (ctx.request.charset || 'utf-8').toLowerCase().replace('utf8', 'utf-8') === 'utf-8';
+    const params = new URLSearchParams(body.toString('utf8'));
     const tokens = params.getAll('token');
     const token = tokens[0];
-    if (tokens.length !== 1 || token === undefined || !looksLikeJwt(token)) {
-      replaceRequestBody(ctx, raw);
+    if (!utf8 || tokens.length !== 1 || token === undefined || !looksLikeJwt(token)) {
+      replaceRequestBody(ctx, body);
       await next();
       return;
     }
     params.set('token', PRESENTED_JWT_REFERENCE);
-    replaceRequestBody(ctx, params.toString());
+    replaceRequestBody(ctx, Buffer.from(params.toString(), 'utf8'));
     const presented: PresentedJwt = {
       reference: PRESENTED_JWT_REFERENCE,
       claims: await verifyAccessToken(token, options),
@@ -105,25 +111,28 @@ async function verifyAccessToken(
   }
 }
 
-async function readBody(req: IncomingMessage): Promise<string | undefined> {
+async function readBody(req: IncomingMessage): Promise<Buffer | 'too-large' | 'aborted'> {
   const chunks: Buffer[] = [];
   let size = 0;
-  // Stopping early must not destroy the socket: the 413 still has to reach the client.
-  for await (const chunk of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > BODY_LIMIT) return undefined;
-    chunks.push(chunk);
+  try {
+    // Stopping early must not destroy the socket: the 413 still has to reach the client.
+    for await (const chunk of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > BODY_LIMIT) return 'too-large';
+      chunks.push(chunk);
+    }
+  } catch {
+    return 'aborted';
   }
-  return Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks);
 }
 
 /**
- * Gives the provider a fresh, unread request carrying `body`, so it parses it as it would the original.
+ * Gives the provider a fresh, unread request carrying `bytes`, so it parses it as it would the original.
  */
-function replaceRequestBody(ctx: Context, body: string): void {
+function replaceRequestBody(ctx: Context, bytes: Buffer): void {
   const original = ctx.req;
   const replacement = new IncomingMessage(original.socket);
-  const bytes = Buffer.from(body, 'utf8');
   replacement.method = original.method;
   replacement.url = original.url;
   replacement.httpVersion = original.httpVersion;

@@ -4,6 +4,7 @@ import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Audit } from '../observability/audit.ts';
 import { clientFacts } from './client-metadata.ts';
 import { ROUTES } from './protocol-routes.ts';
+import { tokenAudience } from './resource-rules.ts';
 
 /** What the provider reports about a failed request; `error_detail` holds the precise reason. */
 export interface ProtocolError {
@@ -18,6 +19,8 @@ interface AuditState {
   protocolError?: ProtocolError;
   /** Set by the introspection and revocation policies: whether the caller may act on the token. */
   policyAllowed?: boolean;
+  /** Why the policy said no, for the audit line. */
+  policyRefusal?: string;
 }
 
 export function recordProtocolError(ctx: Context, error: ProtocolError): void {
@@ -28,8 +31,12 @@ export function recordedProtocolError(ctx: Context): ProtocolError | undefined {
   return (ctx.state as AuditState).protocolError;
 }
 
-export function recordPolicyDecision(ctx: Context, allowed: boolean): boolean {
-  (ctx.state as AuditState).policyAllowed = allowed;
+/** Records what an access policy decided; `refusal` is the reason when it said no. */
+export function recordPolicyDecision(ctx: Context, refusal: string | undefined): boolean {
+  const allowed = refusal === undefined;
+  const state = ctx.state as AuditState;
+  state.policyAllowed = allowed;
+  if (refusal !== undefined) state.policyRefusal = refusal;
   return allowed;
 }
 
@@ -68,85 +75,95 @@ function describeFailure(error: ProtocolError | undefined): string | undefined {
   return cause && cause !== reason ? `${reason ?? 'failed'}: ${cause}` : reason;
 }
 
-function single(aud: string | string[] | undefined): string | undefined {
-  return Array.isArray(aud) ? aud[0] : aud;
-}
-
 /**
  * One audit line per token, introspection and revocation request, written after the provider answered.
  */
 export function auditProtocolRequests(audit: Audit) {
   return async function auditProtocolRequest(ctx: Context, next: Next): Promise<void> {
-    const route =
-      ctx.method !== 'POST'
-        ? undefined
-        : ctx.path === ROUTES.token
-          ? 'token'
-          : ctx.path === ROUTES.introspection
-            ? 'introspection'
-            : ctx.path === ROUTES.revocation
-              ? 'revocation'
-              : undefined;
+    const route = ctx.method === 'POST' ? AUDITED_ROUTES.get(ctx.path) : undefined;
     if (!route) {
       await next();
       return;
     }
     // Read before the request is handled: the socket may be gone by the time the answer is written.
     const ip = ctx.ip;
-    await next();
-
-    const state = ctx.state as AuditState;
-    const oidc = (ctx as Partial<KoaContextWithOIDC>).oidc;
-    const client = oidc?.client;
-    const failure = ctx.status >= 400;
-    const error = state.protocolError;
-    const common = {
-      outcome: failure ? ('failure' as const) : ('success' as const),
-      client_id: client?.clientId ?? claimedClientId(ctx),
-      ip,
-      ...(failure
-        ? {
-            error: (ctx.body as { error?: string } | undefined)?.error ?? error?.error,
-            reason: describeFailure(error),
-          }
-        : {}),
-      ...(client && clientFacts(client)?.bearerAllowed ? { bearer_allowed: true as const } : {}),
-    };
-    const token = oidc?.entities.ClientCredentials as TokenEntity | undefined;
-    const params = oidc?.params as { resource?: unknown; scope?: unknown } | undefined;
-
-    if (route === 'token') {
-      const requestedScope = typeof params?.scope === 'string' ? params.scope : undefined;
-      audit.tokenRequest({
-        ...common,
-        resource: single(token?.aud) ?? (typeof params?.resource === 'string' ? params.resource : undefined),
-        scopes: (failure ? requestedScope : token?.scope)?.split(' ').filter(Boolean),
-        jkt: token?.jkt,
-        token_type: failure ? undefined : token?.tokenType,
-        ...(failure ? {} : { token_format: token?.format, expires_in: token?.expiration }),
+    try {
+      await next();
+    } catch (thrown) {
+      // Still one audit line for the attempt; the error boundary answers it.
+      recordProtocolError(ctx, {
+        error: 'server_error',
+        message: thrown instanceof Error ? thrown.message : 'failed',
       });
-    } else if (route === 'introspection') {
-      const active = (ctx.body as { active?: unknown } | undefined)?.active === true;
-      audit.introspection({
-        ...common,
-        active,
-        token_client_id: token?.clientId,
-        resource: single(token?.aud),
-        scopes: token?.scope?.split(' ').filter(Boolean),
-        jkt: token?.jkt,
-        ...(!failure && token && !active && state.policyAllowed === false
-          ? { reason: 'caller is not a resource server for the token audience' }
-          : {}),
-      });
-    } else {
-      audit.revocation({
-        ...common,
-        revoked: !failure && token !== undefined && state.policyAllowed === true,
-        token_client_id: token?.clientId,
-        resource: single(token?.aud),
-        scopes: token?.scope?.split(' ').filter(Boolean),
-        jkt: token?.jkt,
-      });
+      ctx.status = 500;
+      throw thrown;
+    } finally {
+      writeAuditLine(audit, ctx, route, ip);
     }
   };
+}
+
+const AUDITED_ROUTES = new Map<string, 'token' | 'introspection' | 'revocation'>([
+  [ROUTES.token, 'token'],
+  [ROUTES.introspection, 'introspection'],
+  [ROUTES.revocation, 'revocation'],
+]);
+
+function writeAuditLine(
+  audit: Audit,
+  ctx: Context,
+  route: 'token' | 'introspection' | 'revocation',
+  ip: string,
+): void {
+  const state = ctx.state as AuditState;
+  const oidc = (ctx as Partial<KoaContextWithOIDC>).oidc;
+  const client = oidc?.client;
+  const failure = ctx.status >= 400;
+  const error = state.protocolError;
+  const common = {
+    outcome: failure ? ('failure' as const) : ('success' as const),
+    client_id: client?.clientId ?? claimedClientId(ctx),
+    ip,
+    ...(failure
+      ? {
+          error: (ctx.body as { error?: string } | undefined)?.error ?? error?.error,
+          reason: describeFailure(error),
+        }
+      : {}),
+    ...(client && clientFacts(client)?.bearerAllowed ? { bearer_allowed: true as const } : {}),
+  };
+  const token = oidc?.entities.ClientCredentials as TokenEntity | undefined;
+  const params = oidc?.params as { resource?: unknown; scope?: unknown } | undefined;
+
+  if (route === 'token') {
+    const requestedScope = typeof params?.scope === 'string' ? params.scope : undefined;
+    audit.tokenRequest({
+      ...common,
+      resource: tokenAudience(token) ?? (typeof params?.resource === 'string' ? params.resource : undefined),
+      scopes: (failure ? requestedScope : token?.scope)?.split(' ').filter(Boolean),
+      jkt: token?.jkt,
+      token_type: failure ? undefined : token?.tokenType,
+      ...(failure ? {} : { token_format: token?.format, expires_in: token?.expiration }),
+    });
+  } else if (route === 'introspection') {
+    const active = (ctx.body as { active?: unknown } | undefined)?.active === true;
+    audit.introspection({
+      ...common,
+      active,
+      token_client_id: token?.clientId,
+      resource: tokenAudience(token),
+      scopes: token?.scope?.split(' ').filter(Boolean),
+      jkt: token?.jkt,
+      ...(!failure && token && !active && state.policyRefusal ? { reason: state.policyRefusal } : {}),
+    });
+  } else {
+    audit.revocation({
+      ...common,
+      revoked: !failure && token !== undefined && state.policyAllowed === true,
+      token_client_id: token?.clientId,
+      resource: tokenAudience(token),
+      scopes: token?.scope?.split(' ').filter(Boolean),
+      jkt: token?.jkt,
+    });
+  }
 }

@@ -105,10 +105,27 @@ export function serveJwks(current: () => PublishedKeys, maxAgeSeconds: number) {
     ctx.set('Cache-Control', `public, max-age=${maxAgeSeconds}`);
     ctx.set('ETag', keys.etag);
     ctx.type = 'application/jwk-set+json';
-    if (ctx.get('If-None-Match') === keys.etag) {
+    if (matchesEtag(ctx.get('If-None-Match'), keys.etag)) {
       ctx.status = 304;
       return;
     }
     ctx.body = keys.body;
   };
+}
+
+/** Weak comparison over the list, as RFC 9110 §13.1.2 prescribes for If-None-Match. */
+function matchesEtag(header: string, etag: string): boolean {
+  if (!header) return false;
+  if (header.trim() === '*') return true;
+  return header.split(',').some((candidate) => candidate.trim().replace(/^W\//, '') === etag);
+}
+
+/**
+ * RFC 7662 §2.2 lists `sub`; for client_credentials tokens the subject is the client itself, as in the JWT.
+ */
+export async function completeIntrospectionResponse(ctx: Context, next: Next): Promise<void> {
+  await next();
+  if (ctx.path !== ROUTES.introspection || ctx.status !== 200) return;
+  const body = ctx.body as Record<string, unknown> | undefined;
+  if (body?.active === true && body.sub === undefined) body.sub = body.client_id;
 }

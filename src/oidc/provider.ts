@@ -18,7 +18,7 @@ import type { Logger } from '../observability/logger.ts';
 import { clientFacts, toClientMetadata } from './client-metadata.ts';
 import { recordPolicyDecision, recordProtocolError, type ProtocolError } from './protocol-audit.ts';
 import { ROUTES } from './protocol-routes.ts';
-import { requireResource, resolveResourceServer } from './resource-rules.ts';
+import { requireResource, resolveResourceServer, tokenAudience } from './resource-rules.ts';
 
 /** Asymmetric algorithms only: never `none` or an HMAC. @see RFC 9449 §4.3 (step 5), RFC 7523 §3 */
 const ASYMMETRIC_ALGS: AsymmetricSigningAlgorithm[] = [
@@ -112,17 +112,29 @@ export function buildProvider({ config, secrets, keys, db, clock, log }: Provide
       introspection: {
         enabled: true,
         // Only a resource server of the token's audience learns anything about it. @see RFC 7662 §4
-        allowedPolicy: (ctx, caller, token) => {
+        allowedPolicy: async (ctx, caller, token) => {
           const audience = tokenAudience(token);
           const introspects = clientFacts(caller)?.introspects ?? [];
-          return recordPolicyDecision(ctx, audience !== undefined && introspects.includes(audience));
+          if (audience === undefined || !introspects.includes(audience)) {
+            return recordPolicyDecision(ctx, 'caller is not a resource server for the token audience');
+          }
+          // A token dies with its client: a disabled or deleted client's tokens are inactive at once.
+          const owner = token.clientId
+            ? await ctx.oidc.provider.Client.find(token.clientId).catch(() => undefined)
+            : undefined;
+          return recordPolicyDecision(
+            ctx,
+            owner ? undefined : 'the client of the token is disabled or deleted',
+          );
         },
       },
       revocation: {
         enabled: true,
         // @see RFC 7009 §2.1: a valid token issued to another client is refused with an error, not ignored.
         allowedPolicy: (ctx, caller, token) => {
-          if (!recordPolicyDecision(ctx, caller.clientId === token.clientId)) {
+          const refusal =
+            caller.clientId === token.clientId ? undefined : 'this token was not issued to this client';
+          if (!recordPolicyDecision(ctx, refusal)) {
             throw new errors.UnauthorizedClient('this token was not issued to the client revoking it');
           }
           return true;
@@ -164,10 +176,4 @@ export function buildProvider({ config, secrets, keys, db, clock, log }: Provide
     log.error({ err: error }, 'provider server error');
   });
   return provider;
-}
-
-/** Client credentials tokens carry exactly one audience (see resource-rules.ts). */
-function tokenAudience(token: object): string | undefined {
-  const aud = (token as { aud?: unknown }).aud;
-  return typeof aud === 'string' ? aud : undefined;
 }

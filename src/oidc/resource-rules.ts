@@ -51,3 +51,10 @@ export function resolveResourceServer(
     jwt: { sign: { alg: SIGNING_ALG } },
   };
 }
+
+/** The audience of an access token: client_credentials tokens carry exactly one (see above). */
+export function tokenAudience(token: object | undefined): string | undefined {
+  const aud = (token as { aud?: unknown } | undefined)?.aud;
+  if (Array.isArray(aud)) return typeof aud[0] === 'string' ? aud[0] : undefined;
+  return typeof aud === 'string' ? aud : undefined;
+}

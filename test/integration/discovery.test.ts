@@ -54,6 +54,10 @@ it('serves the public signing key set with cache headers and revalidation', asyn
   expect(cached.text).toBe('');
   const stale = await request(server.url).get('/jwks').set('If-None-Match', '"other"');
   expect(stale.status).toBe(200);
+  // RFC 9110 §13.1.2: weak comparison, a list of tags, or any tag.
+  for (const header of [`W/${etag}`, `"other", ${etag}`, '*']) {
+    expect((await request(server.url).get('/jwks').set('If-None-Match', header)).status, header).toBe(304);
+  }
 
   const post = await request(server.url).post('/jwks');
   expect(post.status).toBe(405);

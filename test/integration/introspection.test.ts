@@ -1,3 +1,6 @@
+import { once } from 'node:events';
+import { connect } from 'node:net';
+
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -133,6 +136,38 @@ describe.each([
     });
   });
 
+  it('are inactive at once when their client is disabled or deleted', async () => {
+    const doomed = await server.createClient({
+      name: 'doomed',
+      grants: [{ resource, scopes: [resource === JWT_API ? 'read' : 'post'] }],
+    });
+    const issueFor = async () =>
+      (
+        await requestToken(server.url, {
+          clientId: doomed.client.id,
+          secret: doomed.clientSecret ?? '',
+          resource,
+          key,
+        })
+      ).body.access_token as string;
+    const token = await issueFor();
+    expect((await introspect(resourceServer(), token)).body.active).toBe(true);
+    await server.app.db
+      .updateTable('client')
+      .set({ disabled_at: new Date() })
+      .where('id', '=', doomed.client.id)
+      .execute();
+    expect((await introspect(resourceServer(), token)).body).toEqual({ active: false });
+    await server.app.db
+      .updateTable('client')
+      .set({ disabled_at: null })
+      .where('id', '=', doomed.client.id)
+      .execute();
+    expect((await introspect(resourceServer(), token)).body.active).toBe(true);
+    await server.app.db.deleteFrom('client').where('id', '=', doomed.client.id).execute();
+    expect((await introspect(resourceServer(), token)).body).toEqual({ active: false });
+  });
+
   it('are inactive once expired', async () => {
     const token = await issue(resource);
     clock.offsetMs = 301_000;
@@ -213,6 +248,32 @@ describe('invalid input', () => {
       .send({ token: 'x'.repeat(100_000) });
     expect(res.status).toBe(413);
     expect(res.body.error).toBe('invalid_request');
+  });
+
+  it('answers a body cut short with an OAuth error, one audit line and no server error', async () => {
+    const before = server.logs.audit('introspection').length;
+    const { port } = new URL(server.url);
+    const socket = connect(Number(port), '127.0.0.1');
+    await once(socket, 'connect');
+    socket.write(
+      [
+        'POST /token/introspection HTTP/1.1',
+        `Host: 127.0.0.1:${port}`,
+        `Authorization: ${basicAuth(apiServer.id, apiServer.secret)}`,
+        'Content-Type: application/x-www-form-urlencoded',
+        'Content-Length: 1000',
+        '',
+        'token=abc',
+      ].join('\r\n'),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    socket.destroy();
+    await expect.poll(() => server.logs.audit('introspection').length).toBe(before + 1);
+    expect(server.logs.audit('introspection').at(-1)).toMatchObject({
+      outcome: 'failure',
+      error: 'invalid_request',
+    });
+    expect(server.logs.records().filter((r) => r.level === 'error')).toEqual([]);
   });
 
   it('keeps the revocation of a JWT only until the token would have expired', async () => {

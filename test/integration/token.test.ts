@@ -232,6 +232,24 @@ describe('client authentication', () => {
     expect(res.body.error).toBe('invalid_client');
   });
 
+  it.each([
+    ['a NUL byte', 'client%00id'],
+    ['a control character', 'client%07id'],
+    ['a space', 'client%20id'],
+    ['an overlong id', 'x'.repeat(300)],
+  ])('refuses a client_id with %s as invalid_client, not a server error', async (_case, encodedId) => {
+    const res = await request(server.url)
+      .post('/token')
+      .type('form')
+      .set('DPoP', await proof())
+      .send(
+        `grant_type=client_credentials&client_id=${encodedId}&client_secret=x&resource=${encodeURIComponent(API)}`,
+      );
+    expect(res.status).toBe(401);
+    expect(res.body.error).toBe('invalid_client');
+    expect(server.logs.records().filter((r) => r.level === 'error')).toEqual([]);
+  });
+
   it('refuses an empty secret as a malformed request', async () => {
     const res = await token({ secret: '' });
     expect(res.status).toBe(400);

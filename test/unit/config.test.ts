@@ -134,3 +134,15 @@ describe('loadSecrets', () => {
     expect(secrets.dpopNonceSecret.toString('base64url')).toBe(SECRET);
   });
 });
+
+describe('error messages', () => {
+  it('never print credentials found in a URL', () => {
+    const [database] = problems({ DATABASE_URL: 'postgress://mayfly:S3cretPw@db:5432/mayfly' });
+    expect(database).toBe(
+      'DATABASE_URL: expected a postgres:// or postgresql:// URL (got "postgress://***@db:5432/mayfly")',
+    );
+    const [issuer] = problems({ MAYFLY_ISSUER: 'https://admin:hunter22@auth.example.com' });
+    expect(issuer).toMatch(/^MAYFLY_ISSUER: .*\(got "https:\/\/\*\*\*@auth\.example\.com"\)$/);
+    expect(`${database} ${issuer}`).not.toMatch(/S3cretPw|hunter22/);
+  });
+});
