@@ -10,7 +10,13 @@ import { MayflyError } from './errors.ts';
 import { presentJwtAccessTokens } from './oidc/jwt-access-tokens.ts';
 import { auditProtocolRequests } from './oidc/protocol-audit.ts';
 import { clarifyTokenErrors } from './oidc/token-errors.ts';
-import { ROUTES, restrictToServedEndpoints, serveJwks, serveServerMetadata } from './oidc/protocol-routes.ts';
+import { serveHealth } from './observability/health.ts';
+import {
+  completeIntrospectionResponse,
+  restrictToServedEndpoints,
+  serveJwks,
+  serveServerMetadata,
+} from './oidc/protocol-routes.ts';
 
 /** Until keys rotate automatically, the published key set only changes between deployments. */
 const JWKS_MAX_AGE = 300;
@@ -19,14 +25,7 @@ export function createApp(app: AppContext): Koa {
   const koa = new Koa({ proxy: app.config.trustProxy });
   koa.silent = true;
   koa.use(errorBoundary(app));
-  koa.use(async (ctx, next) => {
-    if (ctx.path !== '/healthz') {
-      await next();
-      return;
-    }
-    ctx.set('Cache-Control', 'no-store');
-    ctx.body = { status: 'ok' };
-  });
+  koa.use(serveHealth());
   koa.use(serveJwks(() => app.publishedKeys, JWKS_MAX_AGE));
   koa.use(restrictToServedEndpoints());
   koa.use(serveServerMetadata());
@@ -42,16 +41,6 @@ export function createApp(app: AppContext): Koa {
   koa.use(completeIntrospectionResponse);
   koa.use(mount(app.provider));
   return koa;
-}
-
-/**
- * RFC 7662 §2.2 lists `sub`; for client_credentials tokens the subject is the client itself, as in the JWT.
- */
-async function completeIntrospectionResponse(ctx: Context, next: Next): Promise<void> {
-  await next();
-  if (ctx.path !== ROUTES.introspection || ctx.status !== 200) return;
-  const body = ctx.body as Record<string, unknown> | undefined;
-  if (body?.active === true && body.sub === undefined) body.sub = body.client_id;
 }
 
 /** Whatever escapes the provider: a stable JSON error, never a stack trace. */
@@ -82,7 +71,8 @@ function errorBoundary(app: AppContext) {
 export interface RunningServer {
   server: Server;
   url: string;
-  stop(): Promise<void>;
+  /** Stops accepting connections, lets requests in flight finish, and cuts what is left after `graceMs`. */
+  stop(graceMs?: number): Promise<void>;
 }
 
 export async function startServer(
@@ -97,14 +87,21 @@ export async function startServer(
   return {
     server,
     url: `http://${shownHost}:${address.port}`,
-    async stop() {
-      await new Promise<void>((resolve, reject) => {
-        server.close((error) => {
-          if (error) reject(error);
-          else resolve();
+    async stop(graceMs = 10_000) {
+      const deadline = setTimeout(() => {
+        server.closeAllConnections();
+      }, graceMs);
+      try {
+        await new Promise<void>((resolve, reject) => {
+          server.close((error) => {
+            if (error) reject(error);
+            else resolve();
+          });
+          server.closeIdleConnections();
         });
-        server.closeIdleConnections();
-      });
+      } finally {
+        clearTimeout(deadline);
+      }
     },
   };
 }

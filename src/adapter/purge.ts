@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 
 import type { Clock } from '../clock.ts';
 import type { Db } from '../db/connect.ts';
-import { purgeExpiredBatch } from './oidc-payload.repository.ts';
+import { purgeExpiredBatch } from './purge.repository.ts';
 
 /** Arbitrary but fixed: identifies Mayfly's purge among advisory locks on a shared database. */
 const PURGE_LOCK_KEY = 0x6d66_7001;
@@ -11,20 +11,21 @@ const BATCH = 5_000;
 export interface PurgeResult {
   payloads: number;
   revokedTokens: number;
-  /** False when another instance was purging and this one stepped aside. */
-  ran: boolean;
+  /** Stopped early: another instance held the purge lock, or the job was asked to stop. */
+  stoppedEarly: boolean;
 }
 
-export async function purgeExpiredRows(db: Db, clock: Clock): Promise<PurgeResult> {
+export async function purgeExpiredRows(db: Db, clock: Clock, signal?: AbortSignal): Promise<PurgeResult> {
   const now = clock.now();
-  const result: PurgeResult = { payloads: 0, revokedTokens: 0, ran: true };
+  const result: PurgeResult = { payloads: 0, revokedTokens: 0, stoppedEarly: false };
   for (const [table, key] of [
     ['oidc_payload', 'payloads'],
     ['revoked_token', 'revokedTokens'],
   ] as const) {
     for (;;) {
+      if (signal?.aborted) return { ...result, stoppedEarly: true };
       const deleted = await purgeExpiredBatch(db, table, now, BATCH, PURGE_LOCK_KEY);
-      if (deleted === undefined) return { ...result, ran: false };
+      if (deleted === undefined) return { ...result, stoppedEarly: true };
       result[key] += deleted;
       if (deleted < BATCH) break;
     }
@@ -33,15 +34,17 @@ export async function purgeExpiredRows(db: Db, clock: Clock): Promise<PurgeResul
 }
 
 export interface PurgeJob {
+  /** Stops scheduling and waits for the batch in progress, never for a whole backlog. */
   stop(): Promise<void>;
 }
 
 /** Runs the purge every `intervalSeconds`; a failed run is logged and retried at the next tick. */
 export function startPurgeJob(db: Db, clock: Clock, intervalSeconds: number, log: Logger): PurgeJob {
+  const stopping = new AbortController();
   let running: Promise<void> | undefined;
   const tick = () => {
     if (running) return;
-    running = purgeExpiredRows(db, clock)
+    running = purgeExpiredRows(db, clock, stopping.signal)
       .then((result) => {
         if (result.payloads || result.revokedTokens) log.info(result, 'purged expired rows');
       })
@@ -57,6 +60,7 @@ export function startPurgeJob(db: Db, clock: Clock, intervalSeconds: number, log
   return {
     async stop() {
       clearInterval(timer);
+      stopping.abort();
       await running;
     },
   };

@@ -77,8 +77,14 @@ class SerializedDriver implements Driver {
     let release!: () => void;
     this.#queue = new Promise((resolve) => (release = resolve));
     await previous;
-    this.#release = release;
-    return this.inner.acquireConnection();
+    try {
+      const connection = await this.inner.acquireConnection();
+      this.#release = release;
+      return connection;
+    } catch (error) {
+      release();
+      throw error;
+    }
   }
 
   async releaseConnection(connection: DatabaseConnection): Promise<void> {

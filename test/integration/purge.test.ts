@@ -55,14 +55,26 @@ it('removes expired tokens, replay markers and revocations, and keeps what is st
   expect(await count('oidc_payload')).toBe(7);
   expect(await count('revoked_token')).toBe(1);
 
-  expect(await purgeExpiredRows(server.app.db, clock)).toEqual({ payloads: 0, revokedTokens: 0, ran: true });
+  expect(await purgeExpiredRows(server.app.db, clock)).toEqual({
+    payloads: 0,
+    revokedTokens: 0,
+    stoppedEarly: false,
+  });
 
   clock.offsetMs = 61_000; // opaque tokens (60 s) expired; proof markers (660 s) and the revocation (300 s) not.
-  expect(await purgeExpiredRows(server.app.db, clock)).toEqual({ payloads: 3, revokedTokens: 0, ran: true });
+  expect(await purgeExpiredRows(server.app.db, clock)).toEqual({
+    payloads: 3,
+    revokedTokens: 0,
+    stoppedEarly: false,
+  });
   expect(await count('oidc_payload')).toBe(4);
 
   clock.offsetMs = 700_000;
-  expect(await purgeExpiredRows(server.app.db, clock)).toEqual({ payloads: 4, revokedTokens: 1, ran: true });
+  expect(await purgeExpiredRows(server.app.db, clock)).toEqual({
+    payloads: 4,
+    revokedTokens: 1,
+    stoppedEarly: false,
+  });
   expect(await count('oidc_payload')).toBe(0);
   expect(await count('revoked_token')).toBe(0);
   clock.offsetMs = 0;
@@ -88,7 +100,7 @@ it('deletes a large backlog in batches', async () => {
   expect(await purgeExpiredRows(server.app.db, clock)).toEqual({
     payloads: 12_000,
     revokedTokens: 0,
-    ran: true,
+    stoppedEarly: false,
   });
   expect(await count('oidc_payload')).toBe(0);
 });
@@ -111,5 +123,29 @@ it('runs on a schedule and stops cleanly', async () => {
     await expect.poll(() => count('oidc_payload'), { timeout: 5000, interval: 50 }).toBe(0);
   } finally {
     await job.stop();
+  }
+});
+
+it('stops between batches when asked, and steps aside while another instance purges', async () => {
+  const aborted = new AbortController();
+  aborted.abort();
+  expect(await purgeExpiredRows(server.app.db, clock, aborted.signal)).toEqual({
+    payloads: 0,
+    revokedTokens: 0,
+    stoppedEarly: true,
+  });
+  if (server.database.config.kind !== 'postgres') return;
+  // Another session holding the purge lock (in an open transaction) makes this instance step aside.
+  const { default: pg } = await import('pg');
+  const other = new pg.Client({ connectionString: server.database.config.url });
+  await other.connect();
+  try {
+    await other.query('begin');
+    await other.query('select pg_advisory_xact_lock($1)', [0x6d66_7001]);
+    expect((await purgeExpiredRows(server.app.db, clock)).stoppedEarly).toBe(true);
+    await other.query('rollback');
+    expect((await purgeExpiredRows(server.app.db, clock)).stoppedEarly).toBe(false);
+  } finally {
+    await other.end();
   }
 });

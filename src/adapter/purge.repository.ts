@@ -1,0 +1,26 @@
+import { sql } from 'kysely';
+
+import type { Db } from '../db/connect.ts';
+
+/**
+ * Deletes up to `limit` expired rows of one table, in its own short transaction so a large backlog never holds
+ * long locks. Returns undefined when another instance holds the purge lock (transaction-scoped, so it is safe
+ * behind a transaction-pooling pgbouncer).
+ */
+export async function purgeExpiredBatch(
+  db: Db,
+  table: 'oidc_payload' | 'revoked_token',
+  now: Date,
+  limit: number,
+  lockKey: number,
+): Promise<number | undefined> {
+  return db.transaction().execute(async (trx) => {
+    const { rows } = await sql<{
+      locked: boolean;
+    }>`select pg_try_advisory_xact_lock(${lockKey}) as locked`.execute(trx);
+    if (!rows[0]?.locked) return undefined;
+    const deleted = await sql`delete from ${sql.table(table)} where ctid in (
+      select ctid from ${sql.table(table)} where expires_at <= ${now} limit ${limit})`.execute(trx);
+    return Number(deleted.numAffectedRows ?? 0n);
+  });
+}
