@@ -6,7 +6,6 @@ export const ERROR_CODES = {
   invalid_input: 400,
   resource_not_found: 404,
   resource_exists: 409,
-  client_not_found: 404,
   scope_not_defined: 400,
 } as const;
 

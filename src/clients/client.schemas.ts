@@ -1,5 +1,7 @@
 import { z } from 'zod';
 
+import { hasPrivateMembers } from '../keys/jwk.ts';
+
 /** RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ). */
 export const ScopeToken = z
   .string()
@@ -36,13 +38,11 @@ export const ResourceInput = z.object({
 });
 export type ResourceInput = z.input<typeof ResourceInput>;
 
-const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
-
 const PublicJwk = z
   .object({ kty: z.enum(['EC', 'RSA', 'OKP'], { error: 'expected an EC, RSA or OKP public key' }) })
   .catchall(z.unknown())
   .refine(
-    (jwk) => PRIVATE_JWK_MEMBERS.every((member) => !(member in jwk)),
+    (jwk) => !hasPrivateMembers(jwk),
     'a JWKS holds public keys only: remove the private members (d, p, q, dp, dq, qi, oth, k)',
   );
 

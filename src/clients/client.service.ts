@@ -68,11 +68,13 @@ export async function createClient(db: Db, input: ClientInput): Promise<CreatedC
     const named = [...new Set([...parsed.grants.map((g) => g.resource), ...parsed.introspects])];
     const found = new Map((await findResourcesByIdentifiers(trx, named)).map((r) => [r.identifier, r]));
     const missing = named.filter((identifier) => !found.has(identifier));
+    if (missing.length) {
+      throw new MayflyError('resource_not_found', `no resource with identifier ${missing.join(', ')}`);
+    }
     const resourceNamed = (identifier: string): ResourceRow => {
       const resource = found.get(identifier);
-      if (!resource || missing.length) {
-        throw new MayflyError('resource_not_found', `no resource with identifier ${missing.join(', ')}`);
-      }
+      // Unreachable after the check above; keeps the lookup typed without a non-null assertion.
+      if (!resource) throw new MayflyError('resource_not_found', `no resource with identifier ${identifier}`);
       return resource;
     };
     const grants = parsed.grants.map((grant) => {

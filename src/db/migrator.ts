@@ -43,9 +43,3 @@ export async function migrateToLatest(db: Db): Promise<MigrationResultSet> {
   }
   return result;
 }
-
-/** True when every migration in the folder has been applied. */
-export async function isSchemaCurrent(db: Db): Promise<boolean> {
-  const migrations = await createMigrator(db).getMigrations();
-  return migrations.every((m) => m.executedAt !== undefined);
-}

@@ -2,6 +2,7 @@ import { calculateJwkThumbprint, createLocalJWKSet, exportJWK, generateKeyPair }
 
 import type { Db } from '../db/connect.ts';
 import type { Jwk, NewSigningKeyRow } from '../db/tables/signing-key.table.ts';
+import { toPublicJwk } from './jwk.ts';
 import { findSigningKeys, insertFirstSigningKey } from './signing-key.repository.ts';
 
 export const SIGNING_ALG = 'ES256';
@@ -29,12 +30,6 @@ async function generateSigningKey(): Promise<NewSigningKeyRow> {
   };
 }
 
-const PRIVATE_MEMBERS = new Set(['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k']);
-
-function toPublicJwk(jwk: Jwk): Jwk {
-  return Object.fromEntries(Object.entries(jwk).filter(([member]) => !PRIVATE_MEMBERS.has(member))) as Jwk;
-}
-
 /**
  * Until automatic rotation exists there is one key: created at the first start, kept in the database so that
  * every restart and every instance signs and verifies with it.
@@ -45,7 +40,7 @@ export async function loadSigningKeys(db: Db): Promise<SigningKeySet> {
     await insertFirstSigningKey(db, FIRST_KEY_LOCK, generateSigningKey);
     rows = await findSigningKeys(db);
   }
-  const publicJwks = { keys: rows.map((row) => toPublicJwk(row.public_jwk)) };
+  const publicJwks = { keys: rows.map((row) => row.public_jwk) };
   return {
     privateJwks: { keys: rows.map((row) => row.private_jwk) },
     publicJwks,

@@ -1,4 +1,4 @@
-import type { ColumnType, Generated, Insertable, JSONColumnType, Selectable, Updateable } from 'kysely';
+import type { ColumnType, Generated, Insertable, JSONColumnType, Selectable } from 'kysely';
 
 export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
 
@@ -42,7 +42,4 @@ export interface ClientIntrospectionTable {
 
 export type ClientRow = Selectable<ClientTable>;
 export type NewClientRow = Insertable<ClientTable>;
-export type ClientRowUpdate = Updateable<ClientTable>;
 export type ClientSecretRow = Selectable<ClientSecretTable>;
-export type NewClientSecretRow = Insertable<ClientSecretTable>;
-export type ClientGrantRow = Selectable<ClientGrantTable>;

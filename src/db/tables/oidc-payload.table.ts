@@ -1,4 +1,4 @@
-import type { ColumnType, Insertable, Selectable } from 'kysely';
+import type { ColumnType } from 'kysely';
 
 export interface OidcPayloadTable {
   model: string;
@@ -11,6 +11,3 @@ export interface OidcPayloadTable {
   consumed_at: Date | null;
   expires_at: Date | null;
 }
-
-export type OidcPayloadRow = Selectable<OidcPayloadTable>;
-export type NewOidcPayloadRow = Insertable<OidcPayloadTable>;

@@ -1,4 +1,4 @@
-import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
 
 export type TokenFormat = 'jwt' | 'opaque';
 
@@ -16,4 +16,3 @@ export interface ResourceTable {
 
 export type ResourceRow = Selectable<ResourceTable>;
 export type NewResourceRow = Insertable<ResourceTable>;
-export type ResourceRowUpdate = Updateable<ResourceTable>;

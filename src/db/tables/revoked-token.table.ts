@@ -1,4 +1,4 @@
-import type { ColumnType, Selectable } from 'kysely';
+import type { ColumnType } from 'kysely';
 
 /** JWT access tokens are not stored, so a revoked one is remembered by `jti` until it would have expired. */
 export interface RevokedTokenTable {
@@ -7,5 +7,3 @@ export interface RevokedTokenTable {
   revoked_at: ColumnType<Date, never, never>;
   expires_at: Date;
 }
-
-export type RevokedTokenRow = Selectable<RevokedTokenTable>;
