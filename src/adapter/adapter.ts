@@ -146,6 +146,29 @@ class ClientCredentialsAdapter extends PayloadAdapter {
   }
 }
 
+/** Models looked up by id alone: nothing is ever found by uid or user code, consumed, or tied to a grant. */
+abstract class IdOnlyAdapter implements Adapter {
+  abstract find(id: string): Promise<AdapterPayload | undefined>;
+  abstract upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void>;
+  abstract destroy(id: string): Promise<void>;
+
+  findByUid(): Promise<undefined> {
+    return Promise.resolve(undefined);
+  }
+
+  findByUserCode(): Promise<undefined> {
+    return Promise.resolve(undefined);
+  }
+
+  consume(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  revokeByGrantId(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
 /**
  * oidc-provider checks one-time values (DPoP proof and client assertion `jti`s) as find-then-upsert, which lets
  * concurrent duplicates through. Here `find` itself claims the value with one atomic insert: only the caller
@@ -153,11 +176,12 @@ class ClientCredentialsAdapter extends PayloadAdapter {
  * The provider already hashes these ids; they are not bearer values.
  * @see RFC 9449 §11.1, RFC 7523 §3 (jti replay)
  */
-class ReplayDetectionAdapter implements Adapter {
+class ReplayDetectionAdapter extends IdOnlyAdapter {
   private static readonly MODEL = 'ReplayDetection';
   private readonly deps: AdapterDependencies;
 
   constructor(deps: AdapterDependencies) {
+    super();
     this.deps = deps;
   }
 
@@ -191,29 +215,14 @@ class ReplayDetectionAdapter implements Adapter {
   async destroy(id: string): Promise<void> {
     await deletePayload(this.deps.db, ReplayDetectionAdapter.MODEL, id);
   }
-
-  findByUid(): Promise<undefined> {
-    return Promise.resolve(undefined);
-  }
-
-  findByUserCode(): Promise<undefined> {
-    return Promise.resolve(undefined);
-  }
-
-  consume(): Promise<void> {
-    return Promise.resolve();
-  }
-
-  revokeByGrantId(): Promise<void> {
-    return Promise.resolve();
-  }
 }
 
 /** Clients live in Mayfly's own tables; the provider reads them, it never writes them. */
-class ClientAdapter implements Adapter {
+class ClientAdapter extends IdOnlyAdapter {
   private readonly deps: AdapterDependencies;
 
   constructor(deps: AdapterDependencies) {
+    super();
     this.deps = deps;
   }
 
@@ -229,21 +238,5 @@ class ClientAdapter implements Adapter {
 
   destroy(): Promise<void> {
     return Promise.reject(new Error('clients are managed by Mayfly, not through the provider'));
-  }
-
-  findByUid(): Promise<undefined> {
-    return Promise.resolve(undefined);
-  }
-
-  findByUserCode(): Promise<undefined> {
-    return Promise.resolve(undefined);
-  }
-
-  consume(): Promise<void> {
-    return Promise.resolve();
-  }
-
-  revokeByGrantId(): Promise<void> {
-    return Promise.resolve();
   }
 }

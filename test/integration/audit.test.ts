@@ -1,11 +1,9 @@
-import { randomUUID } from 'node:crypto';
-
-import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { exportJWK, generateKeyPair } from 'jose';
 import request from 'supertest';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 
 import { createProof, generateDpopKey, type DpopKey } from '../support/dpop.ts';
-import { basicAuth, requestToken } from '../support/oauth.ts';
+import { basicAuth, createClientAssertion, JWT_BEARER_ASSERTION, requestToken } from '../support/oauth.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 const API = 'https://api.example.com';
@@ -71,15 +69,11 @@ it('writes one audit line per token, introspection and revocation outcome, with 
     jwks: { keys: [{ ...(await exportJWK(pair.publicKey)), kty: 'EC', alg: 'ES256' }] },
     grants: [{ resource: API, scopes: ['read'] }],
   });
-  const assertion = await new SignJWT({})
-    .setProtectedHeader({ alg: 'ES256' })
-    .setIssuer(pk.client.id)
-    .setSubject(pk.client.id)
-    .setAudience(server.url)
-    .setJti(randomUUID())
-    .setIssuedAt()
-    .setExpirationTime('1m')
-    .sign(pair.privateKey);
+  const assertion = await createClientAssertion({
+    clientId: pk.client.id,
+    audience: server.url,
+    key: pair.privateKey,
+  });
   secrets.push(assertion);
   const pkRes = await request(server.url)
     .post('/token')
@@ -87,7 +81,7 @@ it('writes one audit line per token, introspection and revocation outcome, with 
     .set('DPoP', await createProof(key, { htu: `${server.url}/token` }))
     .send({
       grant_type: 'client_credentials',
-      client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+      client_assertion_type: JWT_BEARER_ASSERTION,
       client_assertion: assertion,
       resource: API,
     });

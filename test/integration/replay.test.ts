@@ -1,11 +1,9 @@
-import { randomUUID } from 'node:crypto';
-
-import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { exportJWK, generateKeyPair } from 'jose';
 import request from 'supertest';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 
 import { createProof, generateDpopKey } from '../support/dpop.ts';
-import { requestToken } from '../support/oauth.ts';
+import { createClientAssertion, JWT_BEARER_ASSERTION, requestToken } from '../support/oauth.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 /** Replay detection must be atomic: of concurrent uses of one proof, exactly one succeeds. */
@@ -57,15 +55,12 @@ it('gives exactly one token for 25 concurrent requests reusing one client assert
     jwks: { keys: [jwk] },
     grants: [{ resource: API, scopes: ['read'] }],
   });
-  const assertion = await new SignJWT({})
-    .setProtectedHeader({ alg: 'ES256', kid: 'a' })
-    .setIssuer(client.id)
-    .setSubject(client.id)
-    .setAudience(`${server.url}/token`)
-    .setJti(randomUUID())
-    .setIssuedAt()
-    .setExpirationTime('2m')
-    .sign(pair.privateKey);
+  const assertion = await createClientAssertion({
+    clientId: client.id,
+    audience: `${server.url}/token`,
+    key: pair.privateKey,
+    kid: 'a',
+  });
   const key = await generateDpopKey();
   const responses = await Promise.all(
     Array.from({ length: 25 }, async () =>
@@ -75,7 +70,7 @@ it('gives exactly one token for 25 concurrent requests reusing one client assert
         .set('DPoP', await createProof(key, { htu: `${server.url}/token` }))
         .send({
           grant_type: 'client_credentials',
-          client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+          client_assertion_type: JWT_BEARER_ASSERTION,
           client_assertion: assertion,
           resource: API,
         }),

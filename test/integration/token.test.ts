@@ -1,22 +1,19 @@
 import { createServer, type Server } from 'node:http';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import { randomUUID } from 'node:crypto';
 
-import {
-  createLocalJWKSet,
-  decodeJwt,
-  exportJWK,
-  generateKeyPair,
-  jwtVerify,
-  SignJWT,
-  type CryptoKey,
-} from 'jose';
+import { createLocalJWKSet, decodeJwt, exportJWK, generateKeyPair, jwtVerify, type CryptoKey } from 'jose';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { createProof, generateDpopKey, type DpopKey } from '../support/dpop.ts';
-import { basicAuth, requestToken } from '../support/oauth.ts';
+import {
+  basicAuth,
+  createClientAssertion,
+  JWT_BEARER_ASSERTION,
+  requestToken,
+  type AssertionOptions,
+} from '../support/oauth.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 const API = 'https://api.example.com';
@@ -295,15 +292,12 @@ describe('client authentication', () => {
     expect(none.status).toBe(401);
     expect(none.body.error).toBe('invalid_client');
 
-    const hmacAssertion = await new SignJWT({})
-      .setProtectedHeader({ alg: 'HS256' })
-      .setIssuer(client.id)
-      .setSubject(client.id)
-      .setAudience(server.url)
-      .setJti(randomUUID())
-      .setIssuedAt()
-      .setExpirationTime('1m')
-      .sign(new TextEncoder().encode(client.secret));
+    const hmacAssertion = await createClientAssertion({
+      clientId: client.id,
+      audience: server.url,
+      alg: 'HS256',
+      key: new TextEncoder().encode(client.secret),
+    });
     const jwt = await request(server.url)
       .post('/token')
       .type('form')
@@ -311,7 +305,7 @@ describe('client authentication', () => {
       .send({
         grant_type: 'client_credentials',
         client_id: client.id,
-        client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+        client_assertion_type: JWT_BEARER_ASSERTION,
         client_assertion: hmacAssertion,
         resource: API,
       });
@@ -346,16 +340,14 @@ describe('private_key_jwt', () => {
       ),
   );
 
-  const assertion = (clientId: string, claims: Record<string, unknown> = {}) =>
-    new SignJWT(claims)
-      .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
-      .setIssuer(clientId)
-      .setSubject(clientId)
-      .setAudience(`${server.url}/token`)
-      .setJti(randomUUID())
-      .setIssuedAt()
-      .setExpirationTime('1m')
-      .sign(signingKey);
+  const assertion = (clientId: string, overrides: Partial<AssertionOptions> = {}) =>
+    createClientAssertion({
+      clientId,
+      audience: `${server.url}/token`,
+      key: signingKey,
+      kid: 'k1',
+      ...overrides,
+    });
 
   const withAssertion = async (clientId: string, jwt: string) =>
     request(server.url)
@@ -364,7 +356,7 @@ describe('private_key_jwt', () => {
       .set('DPoP', await proof())
       .send({
         grant_type: 'client_credentials',
-        client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+        client_assertion_type: JWT_BEARER_ASSERTION,
         client_assertion: jwt,
         resource: API,
       });
@@ -397,25 +389,11 @@ describe('private_key_jwt', () => {
     expect(replay.body.error).toBe('invalid_client');
 
     const other = await generateKeyPair('ES256');
-    const forged = await new SignJWT({})
-      .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
-      .setIssuer(c.id)
-      .setSubject(c.id)
-      .setAudience(`${server.url}/token`)
-      .setJti(randomUUID())
-      .setIssuedAt()
-      .setExpirationTime('1m')
-      .sign(other.privateKey);
+    const forged = await assertion(c.id, { key: other.privateKey });
     expect((await withAssertion(c.id, forged)).body.error).toBe('invalid_client');
 
     const now = Math.floor(Date.now() / 1000);
-    const expired = await new SignJWT({ iat: now - 120, exp: now - 60 })
-      .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
-      .setIssuer(c.id)
-      .setSubject(c.id)
-      .setAudience(`${server.url}/token`)
-      .setJti(randomUUID())
-      .sign(signingKey);
+    const expired = await assertion(c.id, { iat: now - 120, exp: now - 60 });
     expect((await withAssertion(c.id, expired)).body.error).toBe('invalid_client');
   });
 });

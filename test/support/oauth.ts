@@ -1,3 +1,6 @@
+import { randomUUID } from 'node:crypto';
+
+import { SignJWT, type CryptoKey } from 'jose';
 import request from 'supertest';
 
 import { createProof, type DpopKey } from './dpop.ts';
@@ -28,3 +31,29 @@ export async function requestToken(baseUrl: string, req: TokenRequest) {
   if (proof) call = call.set('DPoP', proof);
   return call.send(form);
 }
+
+export interface AssertionOptions {
+  clientId: string;
+  /** The token endpoint, or the issuer: both are accepted audiences (RFC 7523 §3). */
+  audience: string;
+  key: CryptoKey | Uint8Array;
+  alg?: string;
+  kid?: string;
+  /** Seconds since the epoch; default now and now + 60. */
+  iat?: number;
+  exp?: number;
+}
+
+/** A private_key_jwt client assertion with a fresh jti. @see RFC 7523 §3 */
+export function createClientAssertion(options: AssertionOptions): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT({ iat: options.iat ?? now, exp: options.exp ?? now + 60 })
+    .setProtectedHeader({ alg: options.alg ?? 'ES256', ...(options.kid ? { kid: options.kid } : {}) })
+    .setIssuer(options.clientId)
+    .setSubject(options.clientId)
+    .setAudience(options.audience)
+    .setJti(randomUUID())
+    .sign(options.key);
+}
+
+export const JWT_BEARER_ASSERTION = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
