@@ -88,3 +88,14 @@ export async function insertClientIntrospections(
     .values(resourceIds.map((resourceId) => ({ client_id: clientId, resource_id: resourceId })))
     .execute();
 }
+
+/** True while the client exists and is not disabled. */
+export async function isClientActive(db: Db, clientId: string): Promise<boolean> {
+  const row = await db
+    .selectFrom('client')
+    .select('id')
+    .where('id', '=', clientId)
+    .where('disabled_at', 'is', null)
+    .executeTakeFirst();
+  return row !== undefined;
+}

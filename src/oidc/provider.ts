@@ -8,7 +8,7 @@ import Provider, {
 
 import { createAdapterFactory } from '../adapter/adapter.ts';
 import type { Clock } from '../clock.ts';
-import { findClientAccess } from '../clients/client.repository.ts';
+import { findClientAccess, isClientActive } from '../clients/client.repository.ts';
 import { matchesSecretHash } from '../clients/client-secret.ts';
 import type { Config } from '../config/config.ts';
 import type { Secrets } from '../config/secrets.ts';
@@ -119,12 +119,10 @@ export function buildProvider({ config, secrets, keys, db, clock, log }: Provide
             return recordPolicyDecision(ctx, 'caller is not a resource server for the token audience');
           }
           // A token dies with its client: a disabled or deleted client's tokens are inactive at once.
-          const owner = token.clientId
-            ? await ctx.oidc.provider.Client.find(token.clientId).catch(() => undefined)
-            : undefined;
+          const ownerActive = token.clientId !== undefined && (await isClientActive(db, token.clientId));
           return recordPolicyDecision(
             ctx,
-            owner ? undefined : 'the client of the token is disabled or deleted',
+            ownerActive ? undefined : 'the client of the token is disabled or deleted',
           );
         },
       },
