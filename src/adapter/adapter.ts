@@ -45,6 +45,10 @@ export function createAdapterFactory(deps: AdapterDependencies): AdapterFactory 
         return new ReplayDetectionAdapter(deps);
       case 'ClientCredentials':
         return new ClientCredentialsAdapter(deps);
+      case 'AccessToken':
+      case 'RefreshToken':
+        // Issued only by grants Mayfly does not enable; looking them up would cost a query per introspection.
+        return new NeverIssuedAdapter(model);
       default:
         return new PayloadAdapter(model, deps);
     }
@@ -214,6 +218,28 @@ class ReplayDetectionAdapter extends IdOnlyAdapter {
 
   async destroy(id: string): Promise<void> {
     await deletePayload(this.deps.db, ReplayDetectionAdapter.MODEL, id);
+  }
+}
+
+/** A model no enabled grant creates: nothing to find, and writing one is a configuration error. */
+class NeverIssuedAdapter extends IdOnlyAdapter {
+  private readonly model: string;
+
+  constructor(model: string) {
+    super();
+    this.model = model;
+  }
+
+  find(): Promise<undefined> {
+    return Promise.resolve(undefined);
+  }
+
+  upsert(): Promise<void> {
+    return Promise.reject(new Error(`${this.model} is never issued by Mayfly`));
+  }
+
+  destroy(): Promise<void> {
+    return Promise.resolve();
   }
 }
 
