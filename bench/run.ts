@@ -23,6 +23,7 @@ import { createClient, createResource } from '../src/clients/client.service.ts';
 import type { DatabaseConfig } from '../src/config/config.ts';
 import { connectDatabase } from '../src/db/connect.ts';
 import { migrateToLatest } from '../src/db/migrator.ts';
+import { basicAuth } from '../test/support/oauth.ts';
 import type { LoadResult, LoadSpec } from './loadgen.ts';
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 5000);
@@ -150,7 +151,10 @@ async function withPeakRss<T>(pid: number, work: () => Promise<T>): Promise<[T, 
 
 const execFileAsync = promisify(execFile);
 
-async function load(spec: Omit<LoadSpec, 'requests' | 'concurrency' | 'timeoutMs'>): Promise<LoadResult> {
+/** A scenario: what every request looks like; counts and limits come from the environment. */
+type Scenario = Omit<LoadSpec, 'requests' | 'concurrency' | 'timeoutMs'>;
+
+async function load(spec: Scenario): Promise<LoadResult> {
   const full: LoadSpec = { requests: REQUESTS, concurrency: CONCURRENCY, timeoutMs: 120_000, ...spec };
   const { stdout } = await execFileAsync(
     process.execPath,
@@ -160,8 +164,6 @@ async function load(spec: Omit<LoadSpec, 'requests' | 'concurrency' | 'timeoutMs
   return JSON.parse(stdout) as LoadResult;
 }
 
-const basic = (id: string, secret: string) =>
-  `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
 const FORM = 'application/x-www-form-urlencoded';
 
 async function tokenFor(url: string, client: Seed['secretClient'], resource: string): Promise<string> {
@@ -169,7 +171,7 @@ async function tokenFor(url: string, client: Seed['secretClient'], resource: str
   const res = await fetch(`${url}/token`, {
     method: 'POST',
     headers: {
-      authorization: basic(client.id, client.secret),
+      authorization: basicAuth(client.id, client.secret),
       'content-type': FORM,
       dpop: await createProof(await generateDpopKey(), { htu: `${url}/token` }),
     },
@@ -212,73 +214,44 @@ async function benchDatabase(kind: string): Promise<{ rows: Row[]; readyMs: numb
     const server = await startServer(env);
     const rows: Row[] = [];
     try {
-      const tokenForm = (resource: string) =>
-        new URLSearchParams({ grant_type: 'client_credentials', resource }).toString();
       const jwt = await tokenFor(server.url, seeded.secretClient, JWT_API);
       const opaque = await tokenFor(server.url, seeded.secretClient, OPAQUE_API);
       const jwks = await fetch(`${server.url}/jwks`);
       const etag = jwks.headers.get('etag') ?? '';
-      const rsAuth = basic(seeded.resourceServer.id, seeded.resourceServer.secret);
-      const scenarios: [string, Omit<LoadSpec, 'requests' | 'concurrency' | 'timeoutMs'>][] = [
+      const rsAuth = basicAuth(seeded.resourceServer.id, seeded.resourceServer.secret);
+      const secretAuth = basicAuth(seeded.secretClient.id, seeded.secretClient.secret);
+      const keyClient = { clientId: seeded.keyClient.id, privateJwk: seeded.keyClient.privateJwk };
+      const post = (path: string, body: string, extra: Partial<Scenario> = {}): Scenario => ({
+        url: server.url,
+        path,
+        method: 'POST',
+        ...extra,
+        headers: { 'content-type': FORM, ...extra.headers },
+        body,
+      });
+      const grant = (resource: string) =>
+        new URLSearchParams({ grant_type: 'client_credentials', resource }).toString();
+      const introspect = (token: string) => new URLSearchParams({ token }).toString();
+      const scenarios: [string, Scenario][] = [
         [
           'token secret+DPoP → JWT',
-          {
-            url: server.url,
-            path: '/token',
-            method: 'POST',
-            dpop: true,
-            headers: {
-              authorization: basic(seeded.secretClient.id, seeded.secretClient.secret),
-              'content-type': FORM,
-            },
-            body: tokenForm(JWT_API),
-          },
+          post('/token', grant(JWT_API), { dpop: true, headers: { authorization: secretAuth } }),
         ],
         [
           'token private_key_jwt+DPoP → JWT',
-          {
-            url: server.url,
-            path: '/token',
-            method: 'POST',
-            dpop: true,
-            headers: { 'content-type': FORM },
-            body: tokenForm(JWT_API),
-            assertion: { clientId: seeded.keyClient.id, privateJwk: seeded.keyClient.privateJwk },
-          },
+          post('/token', grant(JWT_API), { dpop: true, assertion: keyClient }),
         ],
         [
           'token secret+DPoP → opaque',
-          {
-            url: server.url,
-            path: '/token',
-            method: 'POST',
-            dpop: true,
-            headers: {
-              authorization: basic(seeded.secretClient.id, seeded.secretClient.secret),
-              'content-type': FORM,
-            },
-            body: tokenForm(OPAQUE_API),
-          },
+          post('/token', grant(OPAQUE_API), { dpop: true, headers: { authorization: secretAuth } }),
         ],
         [
           'introspect JWT',
-          {
-            url: server.url,
-            path: '/token/introspection',
-            method: 'POST',
-            headers: { authorization: rsAuth, 'content-type': FORM },
-            body: new URLSearchParams({ token: jwt }).toString(),
-          },
+          post('/token/introspection', introspect(jwt), { headers: { authorization: rsAuth } }),
         ],
         [
           'introspect opaque',
-          {
-            url: server.url,
-            path: '/token/introspection',
-            method: 'POST',
-            headers: { authorization: rsAuth, 'content-type': FORM },
-            body: new URLSearchParams({ token: opaque }).toString(),
-          },
+          post('/token/introspection', introspect(opaque), { headers: { authorization: rsAuth } }),
         ],
         ['JWKS', { url: server.url, path: '/jwks', method: 'GET' }],
         [

@@ -3,7 +3,13 @@ import request from 'supertest';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 
 import { createProof, generateDpopKey, type DpopKey } from '../support/dpop.ts';
-import { basicAuth, createClientAssertion, JWT_BEARER_ASSERTION, requestToken } from '../support/oauth.ts';
+import {
+  basicAuth,
+  createClientAssertion,
+  JWT_BEARER_ASSERTION,
+  requestToken,
+  postToken,
+} from '../support/oauth.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 const API = 'https://api.example.com';
@@ -75,16 +81,16 @@ it('writes one audit line per token, introspection and revocation outcome, with 
     key: pair.privateKey,
   });
   secrets.push(assertion);
-  const pkRes = await request(server.url)
-    .post('/token')
-    .type('form')
-    .set('DPoP', await createProof(key, { htu: `${server.url}/token` }))
-    .send({
+  const pkRes = await postToken(
+    server.url,
+    {
       grant_type: 'client_credentials',
       client_assertion_type: JWT_BEARER_ASSERTION,
       client_assertion: assertion,
       resource: API,
-    });
+    },
+    { key },
+  );
   expect(pkRes.status).toBe(200);
   secrets.push(pkRes.body.access_token as string);
 

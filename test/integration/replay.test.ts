@@ -1,9 +1,8 @@
 import { exportJWK, generateKeyPair } from 'jose';
-import request from 'supertest';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 
 import { createProof, generateDpopKey } from '../support/dpop.ts';
-import { createClientAssertion, JWT_BEARER_ASSERTION, requestToken } from '../support/oauth.ts';
+import { createClientAssertion, JWT_BEARER_ASSERTION, requestToken, postToken } from '../support/oauth.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 /** Replay detection must be atomic: of concurrent uses of one proof, exactly one succeeds. */
@@ -64,16 +63,16 @@ it('gives exactly one token for 25 concurrent requests reusing one client assert
   const key = await generateDpopKey();
   const responses = await Promise.all(
     Array.from({ length: 25 }, async () =>
-      request(server.url)
-        .post('/token')
-        .type('form')
-        .set('DPoP', await createProof(key, { htu: `${server.url}/token` }))
-        .send({
+      postToken(
+        server.url,
+        {
           grant_type: 'client_credentials',
           client_assertion_type: JWT_BEARER_ASSERTION,
           client_assertion: assertion,
           resource: API,
-        }),
+        },
+        { key },
+      ),
     ),
   );
   const statuses = responses.map((r) => r.status);

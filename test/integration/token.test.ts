@@ -13,6 +13,7 @@ import {
   JWT_BEARER_ASSERTION,
   requestToken,
   type AssertionOptions,
+  postToken,
 } from '../support/oauth.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
@@ -87,16 +88,16 @@ describe('issuance', () => {
   });
 
   it('accepts client_secret_post as well as client_secret_basic', async () => {
-    const res = await request(server.url)
-      .post('/token')
-      .type('form')
-      .set('DPoP', await proof())
-      .send({
+    const res = await postToken(
+      server.url,
+      {
         grant_type: 'client_credentials',
         client_id: client.id,
         client_secret: client.secret,
         resource: API,
-      });
+      },
+      { key },
+    );
     expect(res.status).toBe(200);
     expect(res.body.token_type).toBe('DPoP');
   });
@@ -168,14 +169,11 @@ describe('resources and scopes', () => {
   });
 
   it('refuses two resources in one request: a token has exactly one audience', async () => {
-    const res = await request(server.url)
-      .post('/token')
-      .set('Authorization', basicAuth(client.id, client.secret))
-      .set('DPoP', await proof())
-      .type('form')
-      .send(
-        `grant_type=client_credentials&resource=${encodeURIComponent(API)}&resource=${encodeURIComponent(BILLING)}`,
-      );
+    const res = await postToken(
+      server.url,
+      `grant_type=client_credentials&resource=${encodeURIComponent(API)}&resource=${encodeURIComponent(BILLING)}`,
+      { key, authorization: basicAuth(client.id, client.secret) },
+    );
     expect(res.status).toBe(400);
     expect(res.body.error).toBe('invalid_target');
   });
@@ -235,13 +233,11 @@ describe('client authentication', () => {
     ['a space', 'client%20id'],
     ['an overlong id', 'x'.repeat(300)],
   ])('refuses a client_id with %s as invalid_client, not a server error', async (_case, encodedId) => {
-    const res = await request(server.url)
-      .post('/token')
-      .type('form')
-      .set('DPoP', await proof())
-      .send(
-        `grant_type=client_credentials&client_id=${encodedId}&client_secret=x&resource=${encodeURIComponent(API)}`,
-      );
+    const res = await postToken(
+      server.url,
+      `grant_type=client_credentials&client_id=${encodedId}&client_secret=x&resource=${encodeURIComponent(API)}`,
+      { key },
+    );
     expect(res.status).toBe(401);
     expect(res.body.error).toBe('invalid_client');
     expect(server.logs.records().filter((r) => r.level === 'error')).toEqual([]);
@@ -254,11 +250,7 @@ describe('client authentication', () => {
   });
 
   it('refuses a request with no client authentication', async () => {
-    const res = await request(server.url)
-      .post('/token')
-      .type('form')
-      .set('DPoP', await proof())
-      .send({ grant_type: 'client_credentials', resource: API });
+    const res = await postToken(server.url, { grant_type: 'client_credentials', resource: API }, { key });
     expect(res.status).toBe(400);
     expect(res.body.error).toBe('invalid_request');
   });
@@ -284,11 +276,11 @@ describe('client authentication', () => {
   });
 
   it('refuses none and client_secret_jwt', async () => {
-    const none = await request(server.url)
-      .post('/token')
-      .type('form')
-      .set('DPoP', await proof())
-      .send({ grant_type: 'client_credentials', client_id: client.id, resource: API });
+    const none = await postToken(
+      server.url,
+      { grant_type: 'client_credentials', client_id: client.id, resource: API },
+      { key },
+    );
     expect(none.status).toBe(401);
     expect(none.body.error).toBe('invalid_client');
 
@@ -298,17 +290,17 @@ describe('client authentication', () => {
       alg: 'HS256',
       key: new TextEncoder().encode(client.secret),
     });
-    const jwt = await request(server.url)
-      .post('/token')
-      .type('form')
-      .set('DPoP', await proof())
-      .send({
+    const jwt = await postToken(
+      server.url,
+      {
         grant_type: 'client_credentials',
         client_id: client.id,
         client_assertion_type: JWT_BEARER_ASSERTION,
         client_assertion: hmacAssertion,
         resource: API,
-      });
+      },
+      { key },
+    );
     expect(jwt.status).toBe(401);
     expect(jwt.body.error).toBe('invalid_client');
   });
@@ -350,16 +342,16 @@ describe('private_key_jwt', () => {
     });
 
   const withAssertion = async (clientId: string, jwt: string) =>
-    request(server.url)
-      .post('/token')
-      .type('form')
-      .set('DPoP', await proof())
-      .send({
+    postToken(
+      server.url,
+      {
         grant_type: 'client_credentials',
         client_assertion_type: JWT_BEARER_ASSERTION,
         client_assertion: jwt,
         resource: API,
-      });
+      },
+      { key },
+    );
 
   it.each(['inline jwks', 'jwks_uri'])('authenticates a client registered with %s', async (mode) => {
     const { client: c, clientSecret } = await server.createClient({
@@ -415,12 +407,11 @@ describe('malformed requests', () => {
     ],
     ['an unknown grant', { grant_type: 'urn:example:nope' }, 400, 'unsupported_grant_type'],
   ])('refuses %s', async (_case, form, status, error) => {
-    const res = await request(server.url)
-      .post('/token')
-      .set('Authorization', basicAuth(client.id, client.secret))
-      .set('DPoP', await proof())
-      .type('form')
-      .send({ resource: API, ...form });
+    const res = await postToken(
+      server.url,
+      { resource: API, ...form },
+      { key, authorization: basicAuth(client.id, client.secret) },
+    );
     expect(res.status).toBe(status);
     expect(res.body.error).toBe(error);
   });
@@ -436,14 +427,11 @@ describe('malformed requests', () => {
   });
 
   it('refuses repeated parameters', async () => {
-    const res = await request(server.url)
-      .post('/token')
-      .set('Authorization', basicAuth(client.id, client.secret))
-      .set('DPoP', await proof())
-      .type('form')
-      .send(
-        `grant_type=client_credentials&grant_type=client_credentials&resource=${encodeURIComponent(API)}`,
-      );
+    const res = await postToken(
+      server.url,
+      `grant_type=client_credentials&grant_type=client_credentials&resource=${encodeURIComponent(API)}`,
+      { key, authorization: basicAuth(client.id, client.secret) },
+    );
     expect(res.status).toBe(400);
     expect(res.body.error).toBe('invalid_request');
   });

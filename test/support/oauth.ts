@@ -18,18 +18,38 @@ export interface TokenRequest {
   proof?: string | undefined;
 }
 
+export interface TokenPost {
+  /** Sign a fresh DPoP proof for `POST /token` with this key… */
+  key?: DpopKey | undefined;
+  /** …or send this proof as is. */
+  proof?: string | undefined;
+  authorization?: string | undefined;
+}
+
+/** POST /token with a form (an object, or a pre-encoded string for repeated or raw parameters). */
+export async function postToken(
+  baseUrl: string,
+  form: Record<string, string> | string,
+  options: TokenPost = {},
+) {
+  let call = request(baseUrl).post('/token').type('form');
+  if (options.authorization) call = call.set('Authorization', options.authorization);
+  const proof =
+    options.proof ?? (options.key ? await createProof(options.key, { htu: `${baseUrl}/token` }) : undefined);
+  if (proof) call = call.set('DPoP', proof);
+  return call.send(form);
+}
+
 /** A client_credentials request with client_secret_basic and, when a key is given, a fresh DPoP proof. */
-export async function requestToken(baseUrl: string, req: TokenRequest) {
+export function requestToken(baseUrl: string, req: TokenRequest) {
   const form: Record<string, string> = { grant_type: 'client_credentials' };
   if (req.resource !== undefined) form.resource = req.resource;
   if (req.scope !== undefined) form.scope = req.scope;
-  let call = request(baseUrl)
-    .post('/token')
-    .type('form')
-    .set('Authorization', basicAuth(req.clientId, req.secret));
-  const proof = req.proof ?? (req.key ? await createProof(req.key, { htu: `${baseUrl}/token` }) : undefined);
-  if (proof) call = call.set('DPoP', proof);
-  return call.send(form);
+  return postToken(baseUrl, form, {
+    key: req.key,
+    proof: req.proof,
+    authorization: basicAuth(req.clientId, req.secret),
+  });
 }
 
 export interface AssertionOptions {
