@@ -19,7 +19,11 @@ import { promisify } from 'node:util';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import pg from 'pg';
 
-import { createClient, createResource } from '../src/clients/client.service.ts';
+import { createClient } from '../src/clients/client.service.ts';
+import { createResource } from '../src/clients/resource.service.ts';
+import { createAudit } from '../src/observability/audit.ts';
+import { createLogger } from '../src/observability/logger.ts';
+import { systemClock } from '../src/clock.ts';
 import type { DatabaseConfig } from '../src/config/config.ts';
 import { connectDatabase } from '../src/db/connect.ts';
 import { migrateToLatest } from '../src/db/migrator.ts';
@@ -44,33 +48,35 @@ async function seed(config: DatabaseConfig): Promise<Seed> {
   const handle = await connectDatabase(config);
   try {
     await migrateToLatest(handle.db);
-    const limits = { maxTtl: 900, defaultTtl: 300 };
-    await createResource(handle.db, { identifier: JWT_API, scopes: ['read', 'write'] }, limits);
-    await createResource(
-      handle.db,
-      { identifier: OPAQUE_API, scopes: ['read'], tokenFormat: 'opaque' },
-      limits,
-    );
+    const deps = {
+      db: handle.db,
+      clock: systemClock,
+      audit: createAudit(createLogger('silent')),
+      tokens: { maxTtl: 900, defaultTtl: 300 },
+    };
+    const actor = { id: 'system:bench' };
+    await createResource(deps, actor, { identifier: JWT_API, scopes: ['read', 'write'] });
+    await createResource(deps, actor, { identifier: OPAQUE_API, scopes: ['read'], token_format: 'opaque' });
     const grants = [
       { resource: JWT_API, scopes: ['read', 'write'] },
       { resource: OPAQUE_API, scopes: ['read'] },
     ];
-    const secretClient = await createClient(handle.db, { name: 'bench-secret', grants });
+    const secretClient = await createClient(deps, actor, { name: 'bench-secret', grants });
     const pair = await generateKeyPair('ES256', { extractable: true });
-    const keyClient = await createClient(handle.db, {
+    const keyClient = await createClient(deps, actor, {
       name: 'bench-key',
-      authMethod: 'private_key_jwt',
+      auth_method: 'private_key_jwt',
       jwks: { keys: [{ ...(await exportJWK(pair.publicKey)), kty: 'EC', alg: 'ES256' }] },
       grants,
     });
-    const resourceServer = await createClient(handle.db, {
+    const resourceServer = await createClient(deps, actor, {
       name: 'bench-rs',
       introspects: [JWT_API, OPAQUE_API],
     });
     return {
-      secretClient: { id: secretClient.client.id, secret: secretClient.clientSecret ?? '' },
-      keyClient: { id: keyClient.client.id, privateJwk: await exportJWK(pair.privateKey) },
-      resourceServer: { id: resourceServer.client.id, secret: resourceServer.clientSecret ?? '' },
+      secretClient: { id: secretClient.client_id, secret: secretClient.client_secret ?? '' },
+      keyClient: { id: keyClient.client_id, privateJwk: await exportJWK(pair.privateKey) },
+      resourceServer: { id: resourceServer.client_id, secret: resourceServer.client_secret ?? '' },
     };
   } finally {
     await handle.close();

@@ -2,6 +2,8 @@ import type { DestinationStream } from 'pino';
 import type Provider from 'oidc-provider';
 
 import { startPurgeJob, type PurgeJob } from './adapter/purge.ts';
+import type { AdminDeps } from './admin/admin.routes.ts';
+import { bootstrapAdmin } from './admin/bootstrap.ts';
 import { systemClock, type Clock } from './clock.ts';
 import type { Config } from './config/config.ts';
 import { loadSecrets, type Secrets } from './config/secrets.ts';
@@ -23,6 +25,8 @@ export interface AppContext {
   keys: SigningKeySet;
   publishedKeys: PublishedKeys;
   provider: Provider;
+  /** What the admin API's operations run with. */
+  admin: AdminDeps;
   /** Stops jobs and closes the database; the one shutdown path. */
   close(): Promise<void>;
 }
@@ -52,6 +56,15 @@ export async function createAppContext(
     for (const result of migrations.results ?? [])
       log.info({ migration: result.migrationName }, 'applied migration');
     const keys = await loadSigningKeys(database.db);
+    const audit = createAudit(log);
+    const admin: AdminDeps = {
+      db: database.db,
+      clock,
+      audit,
+      tokens: config.tokens,
+      secretOverlapSeconds: config.admin.secretOverlapSeconds,
+    };
+    await bootstrapAdmin({ ...admin, config, log: log.child({ component: 'bootstrap' }) });
     const provider = buildProvider({ config, secrets, keys, db: database.db, clock, log });
     if (overrides.jobs !== false) {
       purgeJob = startPurgeJob(
@@ -65,12 +78,13 @@ export async function createAppContext(
       config,
       secrets,
       log,
-      audit: createAudit(log),
+      audit,
       clock,
       db: database.db,
       keys,
       publishedKeys: publishKeys(keys.publicJwks),
       provider,
+      admin,
       async close() {
         await purgeJob?.stop();
         if (ownsDatabase) await database.close();

@@ -1,12 +1,27 @@
+import type { z } from 'zod';
+
 /**
  * Mayfly's own errors (outside the OAuth protocol, whose errors belong to oidc-provider): a stable `code` that
  * programs match on and a message a human can act on. Never carries a secret or a token value.
  */
 export const ERROR_CODES = {
   invalid_input: 400,
-  resource_not_found: 404,
-  resource_exists: 409,
+  invalid_json: 400,
   scope_not_defined: 400,
+  token_required: 401,
+  invalid_token: 401,
+  invalid_dpop_proof: 401,
+  insufficient_scope: 403,
+  not_found: 404,
+  resource_not_found: 404,
+  client_not_found: 404,
+  method_not_allowed: 405,
+  resource_exists: 409,
+  resource_in_use: 409,
+  resource_reserved: 409,
+  scope_in_use: 409,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -16,17 +31,37 @@ export interface ErrorDetail {
   message: string;
 }
 
+/** Parses untrusted input with a zod schema; every problem is named in one `invalid_input` error. */
+export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
+  const parsed = schema.safeParse(input);
+  if (parsed.success) return parsed.data;
+  const details = parsed.error.issues.map((issue) => ({
+    path: issue.path.join('.'),
+    message: issue.message,
+  }));
+  const summary = details.map((d) => (d.path ? `${d.path}: ${d.message}` : d.message)).join('; ');
+  throw new MayflyError('invalid_input', summary, details);
+}
+
 export class MayflyError extends Error {
   override name = 'MayflyError';
   readonly status: number;
   readonly code: ErrorCode;
   readonly details: ErrorDetail[];
+  /** Response headers the error calls for (WWW-Authenticate, Allow). */
+  readonly headers: Readonly<Record<string, string>>;
 
-  constructor(code: ErrorCode, message: string, details: ErrorDetail[] = []) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    details: ErrorDetail[] = [],
+    headers: Readonly<Record<string, string>> = {},
+  ) {
     super(message);
     this.code = code;
     this.status = ERROR_CODES[code];
     this.details = details;
+    this.headers = headers;
   }
 
   toJSON() {

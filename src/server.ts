@@ -6,7 +6,9 @@ import Koa, { type Context, type Next } from 'koa';
 import mount from 'koa-mount';
 
 import type { AppContext } from './context.ts';
+import { serveAdminApi } from './admin/admin-api.ts';
 import { MayflyError } from './errors.ts';
+import { ASYMMETRIC_ALGS } from './oidc/provider.ts';
 import { presentJwtAccessTokens } from './oidc/jwt-access-tokens.ts';
 import { auditProtocolRequests } from './oidc/protocol-audit.ts';
 import { clarifyTokenErrors } from './oidc/token-errors.ts';
@@ -27,6 +29,20 @@ export function createApp(app: AppContext): Koa {
   koa.use(errorBoundary(app));
   koa.use(serveHealth());
   koa.use(serveJwks(() => app.publishedKeys, JWKS_MAX_AGE));
+  koa.use(
+    serveAdminApi({
+      auth: {
+        issuer: app.config.issuer,
+        audience: app.config.admin.audience,
+        db: app.db,
+        clock: app.clock,
+        verificationKeys: () => app.keys.verificationKeys,
+      },
+      deps: app.admin,
+      audit: app.audit,
+      proofAlgs: ASYMMETRIC_ALGS,
+    }),
+  );
   koa.use(restrictToServedEndpoints());
   koa.use(serveServerMetadata());
   koa.use(auditProtocolRequests(app.audit));

@@ -1,8 +1,9 @@
-import { sql } from 'kysely';
+import type { ExpressionBuilder } from 'kysely';
 import { jsonArrayFrom } from 'kysely/helpers/postgres';
 
 import type { Db } from '../db/connect.ts';
-import type { ClientRow, NewClientRow } from '../db/tables/client.table.ts';
+import type { Database } from '../db/database.ts';
+import type { ClientRow, NewClientRow, UpdateClientRow } from '../db/tables/client.table.ts';
 import type { TokenFormat } from '../db/tables/resource.table.ts';
 
 /** Everything the token path needs to authenticate and authorize one client, read in one query. */
@@ -13,7 +14,11 @@ export interface ClientAccess {
   introspects: string[];
 }
 
-export async function findClientAccess(db: Db, clientId: string): Promise<ClientAccess | undefined> {
+export async function findClientAccess(
+  db: Db,
+  clientId: string,
+  now: Date,
+): Promise<ClientAccess | undefined> {
   const row = await db
     .selectFrom('client as c')
     .selectAll('c')
@@ -23,7 +28,7 @@ export async function findClientAccess(db: Db, clientId: string): Promise<Client
           .selectFrom('client_secret as s')
           .select('s.secret_hash')
           .whereRef('s.client_id', '=', 'c.id')
-          .where((w) => w.or([w('s.expires_at', 'is', null), w('s.expires_at', '>', sql<Date>`now()`)])),
+          .where((w) => w.or([w('s.expires_at', 'is', null), w('s.expires_at', '>', now)])),
       ).as('secrets'),
       jsonArrayFrom(
         eb
@@ -96,6 +101,178 @@ export async function isClientActive(db: Db, clientId: string): Promise<boolean>
     .select('id')
     .where('id', '=', clientId)
     .where('disabled_at', 'is', null)
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
+/** A client as the admin plane shows it: its grants and introspection rights by resource identifier, and the
+ * secrets that still work (metadata only — a hash never leaves the repository). */
+export interface ClientDetail {
+  client: ClientRow;
+  grants: { resource: string; scopes: string[] }[];
+  introspects: string[];
+  secrets: { id: string; created_at: Date; expires_at: Date | null }[];
+}
+
+function selectClientDetails(db: Db, now: Date) {
+  return db
+    .selectFrom('client as c')
+    .selectAll('c')
+    .select((eb: ExpressionBuilder<Database & { c: Database['client'] }, 'c'>) => [
+      jsonArrayFrom(
+        eb
+          .selectFrom('client_grant as g')
+          .innerJoin('resource as r', 'r.id', 'g.resource_id')
+          .select(['r.identifier as resource', 'g.scopes'])
+          .whereRef('g.client_id', '=', 'c.id')
+          .orderBy('r.identifier'),
+      ).as('grants'),
+      jsonArrayFrom(
+        eb
+          .selectFrom('client_introspection as i')
+          .innerJoin('resource as r', 'r.id', 'i.resource_id')
+          .select('r.identifier')
+          .whereRef('i.client_id', '=', 'c.id')
+          .orderBy('r.identifier'),
+      ).as('introspects'),
+      jsonArrayFrom(
+        eb
+          .selectFrom('client_secret as s')
+          .select(['s.id', 's.created_at', 's.expires_at'])
+          .whereRef('s.client_id', '=', 'c.id')
+          .where((w) => w.or([w('s.expires_at', 'is', null), w('s.expires_at', '>', now)]))
+          .orderBy('s.created_at'),
+      ).as('secrets'),
+    ]);
+}
+
+type ClientDetailRow = Awaited<ReturnType<ReturnType<typeof selectClientDetails>['executeTakeFirstOrThrow']>>;
+
+function toClientDetail(row: ClientDetailRow): ClientDetail {
+  const { grants, introspects, secrets, ...client } = row;
+  return {
+    client,
+    grants,
+    introspects: introspects.map((i) => i.identifier),
+    // json_agg returns timestamps as text.
+    secrets: secrets.map((s) => ({
+      id: s.id,
+      created_at: new Date(s.created_at),
+      expires_at: s.expires_at === null ? null : new Date(s.expires_at),
+    })),
+  };
+}
+
+export async function findClientDetail(
+  db: Db,
+  clientId: string,
+  now: Date,
+): Promise<ClientDetail | undefined> {
+  const row = await selectClientDetails(db, now).where('c.id', '=', clientId).executeTakeFirst();
+  return row && toClientDetail(row);
+}
+
+export interface ClientFilter {
+  /** Case-insensitive substring of the name. */
+  name?: string | undefined;
+  status?: 'enabled' | 'disabled' | undefined;
+  /** Clients holding a grant on, or introspecting, this resource identifier. */
+  resource?: string | undefined;
+  authMethod?: string | undefined;
+}
+
+/** Keyset pagination in (name, id) order. */
+export async function listClientDetails(
+  db: Db,
+  filter: ClientFilter,
+  page: { limit: number; after?: readonly [name: string, id: string] | undefined },
+  now: Date,
+): Promise<ClientDetail[]> {
+  let query = selectClientDetails(db, now).orderBy('c.name').orderBy('c.id').limit(page.limit);
+  if (page.after) {
+    const [name, id] = page.after;
+    query = query.where((w) =>
+      w.or([w('c.name', '>', name), w.and([w('c.name', '=', name), w('c.id', '>', id)])]),
+    );
+  }
+  if (filter.name !== undefined) {
+    const pattern = `%${filter.name.replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`;
+    query = query.where('c.name', 'ilike', pattern);
+  }
+  if (filter.status === 'enabled') query = query.where('c.disabled_at', 'is', null);
+  if (filter.status === 'disabled') query = query.where('c.disabled_at', 'is not', null);
+  if (filter.authMethod !== undefined)
+    query = query.where('c.auth_method', '=', filter.authMethod as ClientRow['auth_method']);
+  const resource = filter.resource;
+  if (resource !== undefined) {
+    query = query.where((w) =>
+      w.or([
+        w.exists(
+          w
+            .selectFrom('client_grant as fg')
+            .innerJoin('resource as fr', 'fr.id', 'fg.resource_id')
+            .select('fg.client_id')
+            .whereRef('fg.client_id', '=', 'c.id')
+            .where('fr.identifier', '=', resource),
+        ),
+        w.exists(
+          w
+            .selectFrom('client_introspection as fi')
+            .innerJoin('resource as fr', 'fr.id', 'fi.resource_id')
+            .select('fi.client_id')
+            .whereRef('fi.client_id', '=', 'c.id')
+            .where('fr.identifier', '=', resource),
+        ),
+      ]),
+    );
+  }
+  return (await query.execute()).map(toClientDetail);
+}
+
+export async function updateClientRow(
+  db: Db,
+  clientId: string,
+  changes: UpdateClientRow,
+  now: Date,
+): Promise<ClientRow | undefined> {
+  return db
+    .updateTable('client')
+    .set({ ...changes, updated_at: now })
+    .where('id', '=', clientId)
+    .returningAll()
+    .executeTakeFirst();
+}
+
+export async function deleteClientRow(db: Db, clientId: string): Promise<void> {
+  await db.deleteFrom('client').where('id', '=', clientId).execute();
+}
+
+export async function deleteClientGrants(db: Db, clientId: string): Promise<void> {
+  await db.deleteFrom('client_grant').where('client_id', '=', clientId).execute();
+}
+
+export async function deleteClientIntrospections(db: Db, clientId: string): Promise<void> {
+  await db.deleteFrom('client_introspection').where('client_id', '=', clientId).execute();
+}
+
+/** Secrets that would outlive `at` stop working at `at`; a secret already ending sooner keeps its own end. */
+export async function expireClientSecrets(db: Db, clientId: string, at: Date): Promise<void> {
+  await db
+    .updateTable('client_secret')
+    .set({ expires_at: at })
+    .where('client_id', '=', clientId)
+    .where((w) => w.or([w('expires_at', 'is', null), w('expires_at', '>', at)]))
+    .execute();
+}
+
+/** Whether any client, enabled or not, holds a grant on the resource. */
+export async function hasGrantOn(db: Db, identifier: string): Promise<boolean> {
+  const row = await db
+    .selectFrom('client_grant as g')
+    .innerJoin('resource as r', 'r.id', 'g.resource_id')
+    .select('g.client_id')
+    .where('r.identifier', '=', identifier)
+    .limit(1)
     .executeTakeFirst();
   return row !== undefined;
 }

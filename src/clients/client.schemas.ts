@@ -1,42 +1,11 @@
 import { z } from 'zod';
 
 import { hasPrivateMembers } from '../keys/jwk.ts';
+import { ResourceIdentifier, ScopeList } from './resource.schemas.ts';
 
-/** RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ). */
-export const ScopeToken = z
-  .string()
-  .regex(
-    /^[\x21\x23-\x5B\x5D-\x7E]{1,128}$/,
-    'a scope is 1 to 128 printable ASCII characters, no space, quote or backslash',
-  );
-
-const ScopeList = z
-  .array(ScopeToken)
-  .min(1, 'at least one scope is required')
-  .max(100, 'at most 100 scopes')
-  .refine((scopes) => new Set(scopes).size === scopes.length, 'scopes must not repeat');
-
-/** RFC 8707 §2: an absolute URI without a fragment. */
-export const ResourceIdentifier = z
-  .string()
-  .max(2048, 'at most 2048 characters')
-  .refine((value) => {
-    const url = URL.parse(value);
-    return url !== null && value.length > 0 && !value.includes('#') && url.href.length > 0;
-  }, 'expected an absolute URI without a fragment, e.g. https://api.example.com');
-
-export const ResourceInput = z.object({
-  identifier: ResourceIdentifier,
-  name: z.string().trim().min(1).max(200).optional(),
-  scopes: ScopeList,
-  tokenTtl: z
-    .number()
-    .int('expected whole seconds')
-    .positive('expected a positive number of seconds')
-    .optional(),
-  tokenFormat: z.enum(['jwt', 'opaque'], { error: 'expected jwt or opaque' }).default('jwt'),
+const AuthMethod = z.enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt'], {
+  error: 'expected client_secret_basic, client_secret_post or private_key_jwt',
 });
-export type ResourceInput = z.input<typeof ResourceInput>;
 
 const PublicJwk = z
   .object({ kty: z.enum(['EC', 'RSA', 'OKP'], { error: 'expected an EC, RSA or OKP public key' }) })
@@ -46,46 +15,133 @@ const PublicJwk = z
     'a JWKS holds public keys only: remove the private members (d, p, q, dp, dq, qi, oth, k)',
   );
 
-export const Jwks = z.object({ keys: z.array(PublicJwk).min(1, 'at least one key is required').max(10) });
+export const Jwks = z
+  .object({ keys: z.array(PublicJwk).min(1, 'at least one key is required').max(10, 'at most 10 keys') })
+  .meta({ id: 'Jwks', description: 'Public keys the client signs its client assertions with (RFC 7517).' });
 
-export const ClientGrantInput = z.object({
-  resource: ResourceIdentifier,
-  scopes: ScopeList,
-});
+const JwksUri = z
+  .url({ protocol: /^https?$/, error: 'expected an http(s) URL' })
+  .max(2048, 'at most 2048 characters');
+
+const ClientName = z.string().trim().min(1, 'a name is required').max(200, 'at most 200 characters');
+
+export const ClientGrant = z
+  .strictObject({ resource: ResourceIdentifier, scopes: ScopeList })
+  .meta({ id: 'ClientGrant', description: 'Scopes the client may obtain for one resource.' });
+
+const Grants = z
+  .array(ClientGrant)
+  .max(100, 'at most 100 grants')
+  .refine(
+    (grants) => new Set(grants.map((g) => g.resource)).size === grants.length,
+    'a resource may appear in only one grant',
+  );
+const Introspects = z
+  .array(ResourceIdentifier)
+  .max(100, 'at most 100 resources')
+  .refine((list) => new Set(list).size === list.length, 'resources must not repeat')
+  .meta({ description: 'Resources whose tokens this client (a resource server) may introspect.' });
+const BearerAllowed = z
+  .boolean({ error: 'expected true or false' })
+  .meta({ description: 'Tokens without DPoP for this client: an exception visible in every audit line.' });
 
 export const ClientInput = z
-  .object({
-    name: z.string().trim().min(1, 'a name is required').max(200),
-    authMethod: z
-      .enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt'], {
-        error: 'expected client_secret_basic, client_secret_post or private_key_jwt',
-      })
-      .default('client_secret_basic'),
+  .strictObject({
+    name: ClientName,
+    auth_method: AuthMethod.default('client_secret_basic'),
     jwks: Jwks.optional(),
-    jwksUri: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }).optional(),
-    grants: z.array(ClientGrantInput).max(100).default([]),
-    introspects: z.array(ResourceIdentifier).max(100).default([]),
-    bearerAllowed: z.boolean().default(false),
+    jwks_uri: JwksUri.optional(),
+    grants: Grants.default([]),
+    introspects: Introspects.default([]),
+    bearer_allowed: BearerAllowed.default(false),
   })
   .superRefine((input, ctx) => {
-    if (input.authMethod === 'private_key_jwt') {
-      if (!input.jwks === !input.jwksUri) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['jwks'],
-          message: 'private_key_jwt needs exactly one of jwks or jwksUri',
-        });
-      }
-    } else if (input.jwks || input.jwksUri) {
+    checkKeys(input.auth_method, input.jwks, input.jwks_uri, ctx);
+  })
+  .meta({ id: 'ClientInput' });
+export type ClientInput = z.input<typeof ClientInput>;
+
+export const ClientUpdate = z
+  .strictObject({
+    name: ClientName.optional(),
+    jwks: Jwks.optional(),
+    jwks_uri: JwksUri.optional(),
+    grants: Grants.optional().meta({ description: 'Replaces every grant of the client.' }),
+    introspects: Introspects.optional(),
+    bearer_allowed: BearerAllowed.optional(),
+  })
+  .refine((update) => Object.keys(update).length > 0, 'nothing to update')
+  .refine((update) => !(update.jwks && update.jwks_uri), {
+    error: 'give jwks or jwks_uri, not both',
+    path: ['jwks'],
+  })
+  .meta({ id: 'ClientUpdate' });
+export type ClientUpdate = z.input<typeof ClientUpdate>;
+
+export const SecretRotation = z
+  .strictObject({
+    previous_secret_expires_in: z
+      .number({ error: 'expected a number of seconds' })
+      .int('expected whole seconds')
+      .min(0, 'expected 0 (at once) or more seconds')
+      .max(30 * 86_400, 'at most 30 days (2592000 seconds)')
+      .optional()
+      .meta({
+        description:
+          'Seconds the previous secrets keep working; 0 ends them at once. Default MAYFLY_SECRET_OVERLAP.',
+      }),
+  })
+  .meta({ id: 'SecretRotation' });
+export type SecretRotation = z.input<typeof SecretRotation>;
+
+/** private_key_jwt needs exactly one key source; secret methods take none. */
+export function checkKeys(
+  authMethod: string,
+  jwks: unknown,
+  jwksUri: unknown,
+  ctx: z.core.$RefinementCtx,
+): void {
+  if (authMethod === 'private_key_jwt') {
+    if (!jwks === !jwksUri) {
       ctx.addIssue({
         code: 'custom',
-        path: [input.jwks ? 'jwks' : 'jwksUri'],
-        message: `keys are only used with private_key_jwt, not ${input.authMethod}`,
+        path: ['jwks'],
+        message: 'private_key_jwt needs exactly one of jwks or jwks_uri',
       });
     }
-    const resources = input.grants.map((g) => g.resource);
-    if (new Set(resources).size !== resources.length) {
-      ctx.addIssue({ code: 'custom', path: ['grants'], message: 'a resource may appear in only one grant' });
-    }
-  });
-export type ClientInput = z.input<typeof ClientInput>;
+  } else if (jwks || jwksUri) {
+    ctx.addIssue({
+      code: 'custom',
+      path: [jwks ? 'jwks' : 'jwks_uri'],
+      message: `keys are only used with private_key_jwt, not ${authMethod}`,
+    });
+  }
+}
+
+export const ClientSecretInfo = z
+  .object({ id: z.uuid(), created_at: z.iso.datetime(), expires_at: z.iso.datetime().nullable() })
+  .meta({ id: 'ClientSecretInfo', description: 'A secret that still works; never its value.' });
+
+export const Client = z
+  .object({
+    client_id: z.string(),
+    name: z.string(),
+    auth_method: AuthMethod,
+    jwks: Jwks.nullable(),
+    jwks_uri: z.string().nullable(),
+    grants: z.array(ClientGrant),
+    introspects: z.array(z.string()),
+    bearer_allowed: z.boolean(),
+    status: z.enum(['enabled', 'disabled']),
+    disabled_at: z.iso.datetime().nullable(),
+    secrets: z.array(ClientSecretInfo),
+    created_at: z.iso.datetime(),
+    updated_at: z.iso.datetime(),
+  })
+  .meta({ id: 'Client' });
+export type Client = z.output<typeof Client>;
+
+export const ClientWithSecret = Client.extend({
+  client_secret: z.string().optional().meta({ description: 'Shown once, at creation or rotation.' }),
+}).meta({ id: 'ClientWithSecret' });
+export type ClientWithSecret = z.output<typeof ClientWithSecret>;

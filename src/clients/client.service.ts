@@ -1,83 +1,103 @@
 import { randomBytes } from 'node:crypto';
 
-import type { z } from 'zod';
-
-import type { Config } from '../config/config.ts';
+import { commitChange, type Actor, type ChangeDeps } from '../audit/audit-trail.ts';
 import type { Db } from '../db/connect.ts';
-import type { ClientRow } from '../db/tables/client.table.ts';
 import type { ResourceRow } from '../db/tables/resource.table.ts';
-import { MayflyError } from '../errors.ts';
+import { MayflyError, parseInput } from '../errors.ts';
 import { generateClientSecret, hashClientSecret } from './client-secret.ts';
 import {
+  deleteClientGrants,
+  deleteClientIntrospections,
+  deleteClientRow,
+  expireClientSecrets,
+  findClientDetail,
   insertClient,
   insertClientGrants,
   insertClientIntrospections,
   insertClientSecret,
+  listClientDetails,
+  updateClientRow,
+  type ClientDetail,
+  type ClientFilter,
 } from './client.repository.ts';
-import { ClientInput, ResourceInput } from './client.schemas.ts';
-import { findResourcesByIdentifiers, insertResource } from './resource.repository.ts';
+import type { Client } from './client.schemas.ts';
+import { ClientInput, ClientUpdate, SecretRotation, type ClientWithSecret } from './client.schemas.ts';
+import { findResourcesByIdentifiers } from './resource.repository.ts';
 
-export type TokenLimits = Config['tokens'];
-
-function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
-  const parsed = schema.safeParse(input);
-  if (parsed.success) return parsed.data;
-  const details = parsed.error.issues.map((issue) => ({
-    path: issue.path.join('.'),
-    message: issue.message,
-  }));
-  const summary = details.map((d) => (d.path ? `${d.path}: ${d.message}` : d.message)).join('; ');
-  throw new MayflyError('invalid_input', summary, details);
+export interface ClientDeps extends ChangeDeps {
+  /** Seconds a previous secret keeps working after a rotation, unless the rotation says otherwise. */
+  secretOverlapSeconds: number;
 }
 
-export async function createResource(
-  db: Db,
-  input: ResourceInput,
-  limits: TokenLimits,
-): Promise<ResourceRow> {
-  const parsed = parseInput(ResourceInput, input);
-  const tokenTtl = parsed.tokenTtl ?? limits.defaultTtl;
-  if (tokenTtl > limits.maxTtl) {
-    throw new MayflyError(
-      'invalid_input',
-      `tokenTtl: at most ${limits.maxTtl} seconds (MAYFLY_MAX_TOKEN_TTL)`,
-      [{ path: 'tokenTtl', message: `at most ${limits.maxTtl} seconds` }],
-    );
+export function toClient(detail: ClientDetail): Client {
+  const { client } = detail;
+  return {
+    client_id: client.id,
+    name: client.name,
+    auth_method: client.auth_method,
+    jwks: client.jwks as Client['jwks'],
+    jwks_uri: client.jwks_uri,
+    grants: detail.grants,
+    introspects: detail.introspects,
+    bearer_allowed: client.bearer_allowed,
+    status: client.disabled_at ? 'disabled' : 'enabled',
+    disabled_at: client.disabled_at?.toISOString() ?? null,
+    secrets: detail.secrets.map((s) => ({
+      id: s.id,
+      created_at: s.created_at.toISOString(),
+      expires_at: s.expires_at?.toISOString() ?? null,
+    })),
+    created_at: client.created_at.toISOString(),
+    updated_at: client.updated_at.toISOString(),
+  };
+}
+
+/** The secret itself never enters an audit record; that one was issued does. */
+const SECRET_ISSUED = { client_secret: '[redacted]' } as const;
+
+async function loadClient(db: Db, clientId: string, now: Date): Promise<ClientDetail> {
+  const detail = await findClientDetail(db, clientId, now);
+  if (!detail) throw new MayflyError('client_not_found', `no client ${clientId}`);
+  return detail;
+}
+
+export async function getClient(deps: ChangeDeps, clientId: string): Promise<Client> {
+  return toClient(await loadClient(deps.db, clientId, deps.clock.now()));
+}
+
+export async function listClientPage(
+  deps: ChangeDeps,
+  filter: ClientFilter,
+  page: { limit: number; after?: readonly [string, string] | undefined },
+): Promise<{ items: Client[]; last: readonly [string, string] | undefined }> {
+  const details = await listClientDetails(deps.db, filter, page, deps.clock.now());
+  const last = details.at(-1);
+  return {
+    items: details.map(toClient),
+    last: details.length === page.limit && last ? [last.client.name, last.client.id] : undefined,
+  };
+}
+
+/** Grants and introspection rights name resources by identifier; every one must exist and define its scopes. */
+async function resolveRights(
+  trx: Db,
+  grants: readonly { resource: string; scopes: string[] }[],
+  introspects: readonly string[],
+): Promise<{ grants: { resourceId: string; scopes: string[] }[]; introspects: string[] }> {
+  const named = [...new Set([...grants.map((g) => g.resource), ...introspects])];
+  const found = new Map((await findResourcesByIdentifiers(trx, named)).map((r) => [r.identifier, r]));
+  const missing = named.filter((identifier) => !found.has(identifier));
+  if (missing.length) {
+    throw new MayflyError('resource_not_found', `no resource with identifier ${missing.join(', ')}`);
   }
-  const row = await insertResource(db, {
-    identifier: parsed.identifier,
-    name: parsed.name ?? null,
-    scopes: parsed.scopes,
-    token_ttl: tokenTtl,
-    token_format: parsed.tokenFormat,
-  });
-  if (!row)
-    throw new MayflyError('resource_exists', `a resource with identifier ${parsed.identifier} exists`);
-  return row;
-}
-
-export interface CreatedClient {
-  client: ClientRow;
-  /** Shown once, never stored in clear. */
-  clientSecret: string | undefined;
-}
-
-export async function createClient(db: Db, input: ClientInput): Promise<CreatedClient> {
-  const parsed = parseInput(ClientInput, input);
-  return db.transaction().execute(async (trx) => {
-    const named = [...new Set([...parsed.grants.map((g) => g.resource), ...parsed.introspects])];
-    const found = new Map((await findResourcesByIdentifiers(trx, named)).map((r) => [r.identifier, r]));
-    const missing = named.filter((identifier) => !found.has(identifier));
-    if (missing.length) {
-      throw new MayflyError('resource_not_found', `no resource with identifier ${missing.join(', ')}`);
-    }
-    const resourceNamed = (identifier: string): ResourceRow => {
-      const resource = found.get(identifier);
-      // Unreachable after the check above; keeps the lookup typed without a non-null assertion.
-      if (!resource) throw new MayflyError('resource_not_found', `no resource with identifier ${identifier}`);
-      return resource;
-    };
-    const grants = parsed.grants.map((grant) => {
+  const resourceNamed = (identifier: string): ResourceRow => {
+    const resource = found.get(identifier);
+    // Unreachable after the check above; keeps the lookup typed without a non-null assertion.
+    if (!resource) throw new MayflyError('resource_not_found', `no resource with identifier ${identifier}`);
+    return resource;
+  };
+  return {
+    grants: grants.map((grant) => {
       const resource = resourceNamed(grant.resource);
       const undefinedScopes = grant.scopes.filter((scope) => !resource.scopes.includes(scope));
       if (undefinedScopes.length) {
@@ -87,27 +107,178 @@ export async function createClient(db: Db, input: ClientInput): Promise<CreatedC
         );
       }
       return { resourceId: resource.id, scopes: grant.scopes };
-    });
+    }),
+    introspects: introspects.map((identifier) => resourceNamed(identifier).id),
+  };
+}
 
+export async function createClient(
+  deps: ChangeDeps,
+  actor: Actor,
+  input: ClientInput,
+  options: { clientId?: string } = {},
+): Promise<ClientWithSecret> {
+  const parsed = parseInput(ClientInput, input);
+  return commitChange(deps, actor, async (trx, now) => {
+    const rights = await resolveRights(trx, parsed.grants, parsed.introspects);
     const client = await insertClient(trx, {
-      id: randomBytes(16).toString('base64url'),
+      id: options.clientId ?? randomBytes(16).toString('base64url'),
       name: parsed.name,
-      auth_method: parsed.authMethod,
+      auth_method: parsed.auth_method,
       jwks: parsed.jwks ? JSON.stringify(parsed.jwks) : null,
-      jwks_uri: parsed.jwksUri ?? null,
-      bearer_allowed: parsed.bearerAllowed,
+      jwks_uri: parsed.jwks_uri ?? null,
+      bearer_allowed: parsed.bearer_allowed,
     });
     let clientSecret: string | undefined;
-    if (parsed.authMethod !== 'private_key_jwt') {
+    if (parsed.auth_method !== 'private_key_jwt') {
       clientSecret = generateClientSecret();
       await insertClientSecret(trx, client.id, hashClientSecret(clientSecret));
     }
-    await insertClientGrants(trx, client.id, grants);
-    await insertClientIntrospections(
+    await insertClientGrants(trx, client.id, rights.grants);
+    await insertClientIntrospections(trx, client.id, rights.introspects);
+    const created = toClient(await loadClient(trx, client.id, now));
+    return {
+      result: clientSecret === undefined ? created : { ...created, client_secret: clientSecret },
+      change: {
+        action: 'client.create',
+        targetType: 'client',
+        targetId: client.id,
+        before: null,
+        after: clientSecret === undefined ? created : { ...created, ...SECRET_ISSUED },
+      },
+    };
+  });
+}
+
+export async function updateClient(
+  deps: ChangeDeps,
+  actor: Actor,
+  clientId: string,
+  input: ClientUpdate,
+): Promise<Client> {
+  const update = parseInput(ClientUpdate, input);
+  return commitChange(deps, actor, async (trx, now) => {
+    const before = await loadClient(trx, clientId, now);
+    const keyChange = update.jwks !== undefined || update.jwks_uri !== undefined;
+    if (keyChange && before.client.auth_method !== 'private_key_jwt') {
+      throw new MayflyError(
+        'invalid_input',
+        `${update.jwks ? 'jwks' : 'jwks_uri'}: keys are only used with private_key_jwt, not ${before.client.auth_method}`,
+        [{ path: update.jwks ? 'jwks' : 'jwks_uri', message: 'keys are only used with private_key_jwt' }],
+      );
+    }
+    const rights = await resolveRights(trx, update.grants ?? [], update.introspects ?? []);
+    await updateClientRow(
       trx,
-      client.id,
-      parsed.introspects.map((identifier) => resourceNamed(identifier).id),
+      clientId,
+      {
+        ...(update.name !== undefined ? { name: update.name } : {}),
+        ...(update.bearer_allowed !== undefined ? { bearer_allowed: update.bearer_allowed } : {}),
+        // A new key source replaces the other one: exactly one of the two is ever set.
+        ...(update.jwks ? { jwks: JSON.stringify(update.jwks), jwks_uri: null } : {}),
+        ...(update.jwks_uri ? { jwks_uri: update.jwks_uri, jwks: null } : {}),
+      },
+      now,
     );
-    return { client, clientSecret };
+    if (update.grants) {
+      await deleteClientGrants(trx, clientId);
+      await insertClientGrants(trx, clientId, rights.grants);
+    }
+    if (update.introspects) {
+      await deleteClientIntrospections(trx, clientId);
+      await insertClientIntrospections(trx, clientId, rights.introspects);
+    }
+    const result = toClient(await loadClient(trx, clientId, now));
+    return {
+      result,
+      change: {
+        action: 'client.update',
+        targetType: 'client',
+        targetId: clientId,
+        before: toClient(before),
+        after: result,
+      },
+    };
+  });
+}
+
+/** Disabling takes effect at once: the token endpoint refuses the client and introspection answers inactive. */
+export async function setClientEnabled(
+  deps: ChangeDeps,
+  actor: Actor,
+  clientId: string,
+  enabled: boolean,
+): Promise<Client> {
+  return commitChange(deps, actor, async (trx, now) => {
+    const before = await loadClient(trx, clientId, now);
+    const unchanged = (before.client.disabled_at === null) === enabled;
+    if (!unchanged) await updateClientRow(trx, clientId, { disabled_at: enabled ? null : now }, now);
+    const result = unchanged ? toClient(before) : toClient(await loadClient(trx, clientId, now));
+    return {
+      result,
+      change: {
+        action: enabled ? 'client.enable' : 'client.disable',
+        targetType: 'client',
+        targetId: clientId,
+        before: toClient(before),
+        after: result,
+      },
+    };
+  });
+}
+
+export async function deleteClient(deps: ChangeDeps, actor: Actor, clientId: string): Promise<void> {
+  await commitChange(deps, actor, async (trx, now) => {
+    const before = await loadClient(trx, clientId, now);
+    await deleteClientRow(trx, clientId);
+    return {
+      result: undefined,
+      change: {
+        action: 'client.delete',
+        targetType: 'client',
+        targetId: clientId,
+        before: toClient(before),
+        after: null,
+      },
+    };
+  });
+}
+
+/**
+ * A new secret at once; the previous ones keep working for the overlap so that every instance of the client can
+ * switch without an outage, or stop at once when the old secret may be compromised.
+ */
+export async function rotateClientSecret(
+  deps: ClientDeps,
+  actor: Actor,
+  clientId: string,
+  input: SecretRotation,
+): Promise<ClientWithSecret> {
+  const rotation = parseInput(SecretRotation, input);
+  const overlap = rotation.previous_secret_expires_in ?? deps.secretOverlapSeconds;
+  return commitChange(deps, actor, async (trx, now) => {
+    const before = await loadClient(trx, clientId, now);
+    if (before.client.auth_method === 'private_key_jwt') {
+      throw new MayflyError(
+        'invalid_input',
+        `client ${clientId} authenticates with private_key_jwt and has no secret; update its jwks instead`,
+        [{ path: 'auth_method', message: 'private_key_jwt clients have no secret' }],
+      );
+    }
+    await expireClientSecrets(trx, clientId, new Date(now.getTime() + overlap * 1000));
+    const clientSecret = generateClientSecret();
+    await insertClientSecret(trx, clientId, hashClientSecret(clientSecret));
+    await updateClientRow(trx, clientId, {}, now);
+    const after = toClient(await loadClient(trx, clientId, now));
+    return {
+      result: { ...after, client_secret: clientSecret },
+      change: {
+        action: 'client.rotate_secret',
+        targetType: 'client',
+        targetId: clientId,
+        before: toClient(before),
+        after: { ...after, ...SECRET_ISSUED, previous_secret_expires_in: overlap },
+      },
+    };
   });
 }

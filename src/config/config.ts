@@ -28,6 +28,16 @@ export interface Config {
   purgeIntervalSeconds: number;
   /** Allow clients' jwks_uri to resolve to loopback or private addresses (off: SSRF protection). */
   jwksUriAllowPrivate: boolean;
+  admin: {
+    /** `<issuer>/admin`: the resource (token audience) of the admin API. */
+    audience: string;
+    /** Seconds a client's previous secret keeps working after a rotation, by default. */
+    secretOverlapSeconds: number;
+    /** A public JWKS for the first admin client (production): no private key is generated or written. */
+    bootstrapJwksFile: string | undefined;
+    /** The first admin client's id; random when unset. */
+    bootstrapClientId: string | undefined;
+  };
 }
 
 /** Start-up refused: names every offending variable and what it expects. */
@@ -59,6 +69,12 @@ const flag = z
 const nonEmpty = z.string().trim().min(1, 'expected a non-empty value');
 
 const EnvSchema = z.object({
+  MAYFLY_SECRET_OVERLAP: integer(0, 2_592_000).default(86_400),
+  MAYFLY_ADMIN_JWKS_FILE: nonEmpty.optional(),
+  // RFC 6749 §2.2 / Appendix A.1: client_id = *VSCHAR.
+  MAYFLY_ADMIN_CLIENT_ID: nonEmpty
+    .regex(/^[\x20-\x7E]{1,255}$/, 'expected 1 to 255 printable ASCII characters')
+    .optional(),
   PORT: integer(1, 65535).default(3000),
   HOST: nonEmpty.default('0.0.0.0'),
   MAYFLY_ISSUER: nonEmpty.optional(),
@@ -134,6 +150,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tokens: { maxTtl: e.MAYFLY_MAX_TOKEN_TTL, defaultTtl: Math.min(300, e.MAYFLY_MAX_TOKEN_TTL) },
     purgeIntervalSeconds: e.MAYFLY_PURGE_INTERVAL,
     jwksUriAllowPrivate: e.MAYFLY_JWKS_URI_ALLOW_PRIVATE,
+    admin: {
+      audience: `${issuer}/admin`,
+      secretOverlapSeconds: e.MAYFLY_SECRET_OVERLAP,
+      bootstrapJwksFile: e.MAYFLY_ADMIN_JWKS_FILE,
+      bootstrapClientId: e.MAYFLY_ADMIN_CLIENT_ID,
+    },
   };
 }
 

@@ -1,3 +1,4 @@
+import type { AuditEventTable } from './tables/audit-event.table.ts';
 import type {
   ClientGrantTable,
   ClientIntrospectionTable,
@@ -18,4 +19,5 @@ export interface Database {
   oidc_payload: OidcPayloadTable;
   revoked_token: RevokedTokenTable;
   signing_key: SigningKeyTable;
+  audit_event: AuditEventTable;
 }

@@ -40,6 +40,29 @@ export interface RevocationAttempt extends AccessAttempt {
   jkt?: string | undefined;
 }
 
+export interface AdminChangeRecord {
+  id: string;
+  occurred_at: string;
+  actor: string;
+  action: string;
+  target_type: string;
+  target_id: string;
+  before: object | null;
+  after: object | null;
+}
+
+export interface AdminRequestAttempt {
+  outcome: 'success' | 'failure';
+  method: string;
+  path: string;
+  ip: string;
+  status: number;
+  /** The admin client, once its token was verified. */
+  client_id: string | undefined;
+  error?: string | undefined;
+  reason?: string | undefined;
+}
+
 /** One logger per business event, so every audit line of a kind has the same shape. */
 export function createAudit(log: Logger) {
   const audit = log.child({ component: 'audit' });
@@ -53,6 +76,17 @@ export function createAudit(log: Logger) {
     },
     revocation(attempt: RevocationAttempt) {
       audit[level(attempt)]({ event: 'revocation', ...attempt }, `revocation ${attempt.outcome}`);
+    },
+    /** A committed admin change; the same record is stored in `audit_event`. */
+    adminChange(change: AdminChangeRecord) {
+      audit.info({ event: 'admin_change', ...change }, `admin ${change.action}`);
+    },
+    /** Every admin API request: who tried what, and on failure why it was refused. */
+    adminRequest(attempt: AdminRequestAttempt) {
+      audit[attempt.outcome === 'success' ? 'info' : 'warn'](
+        { event: 'admin_request', ...attempt },
+        `admin request ${attempt.outcome}`,
+      );
     },
   };
 }

@@ -21,7 +21,7 @@ import { ROUTES } from './protocol-routes.ts';
 import { requireResource, resolveResourceServer, tokenAudience } from './resource-rules.ts';
 
 /** Asymmetric algorithms only: never `none` or an HMAC. @see RFC 9449 §4.3 (step 5), RFC 7523 §3 */
-const ASYMMETRIC_ALGS: AsymmetricSigningAlgorithm[] = [
+export const ASYMMETRIC_ALGS: AsymmetricSigningAlgorithm[] = [
   'ES256',
   'ES384',
   'ES512',
@@ -51,7 +51,7 @@ export function buildProvider({ config, secrets, keys, db, clock, log }: Provide
       db,
       clock,
       findClientMetadata: async (clientId) => {
-        const access = await findClientAccess(db, clientId);
+        const access = await findClientAccess(db, clientId, clock.now());
         return access && toClientMetadata(access);
       },
       // A proof is accepted while its iat is within the window either side of now: keep its marker for both

@@ -18,7 +18,7 @@ import {
 
 /**
  * A resource server built with express and express-oauth2-jwt-bearer, validating Mayfly's JWT access tokens
- * with DPoP (RFC 9449 §7): once configured through discovery (issuerBaseURL), once with issuer + jwksUri.
+ * with DPoP (RFC 9449 §7): once configured through discovery (issuerBaseURL), once with issuer + jwks_uri.
  */
 
 const API = 'https://api.example.com';

@@ -28,7 +28,7 @@ const resourceServers = new Map<string, IntrospectingResourceServer>();
 beforeAll(async () => {
   server = await startTestServer();
   await server.createResource({ identifier: ORDERS, scopes: ['orders:read'] });
-  await server.createResource({ identifier: LEDGER, scopes: ['ledger:post'], tokenFormat: 'opaque' });
+  await server.createResource({ identifier: LEDGER, scopes: ['ledger:post'], token_format: 'opaque' });
   const created = await server.createClient({
     name: 'caller',
     grants: [
@@ -60,7 +60,7 @@ beforeAll(async () => {
   const ledgerKey = await client.randomDPoPKeyPair('ES256');
   const ledger = await server.createClient({
     name: 'ledger api',
-    authMethod: 'private_key_jwt',
+    auth_method: 'private_key_jwt',
     jwks: { keys: [{ ...(await exportJWK(ledgerKey.publicKey)), kty: 'EC', alg: 'ES256' }] },
     introspects: [LEDGER],
   });

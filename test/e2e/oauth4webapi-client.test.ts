@@ -39,7 +39,7 @@ async function setUp(env: Record<string, string> = {}): Promise<Party> {
   const publicJwk = { ...(await exportJWK(signing.publicKey)), kty: 'EC' as const, alg: 'ES256' };
   const keyClient = await server.createClient({
     name: 'oauth4webapi private_key_jwt',
-    authMethod: 'private_key_jwt',
+    auth_method: 'private_key_jwt',
     jwks: { keys: [publicJwk] },
     grants: [{ resource: API, scopes: ['read'] }],
   });

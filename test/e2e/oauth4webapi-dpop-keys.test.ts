@@ -86,7 +86,7 @@ describe.each(ADVERTISED)('%s', (alg) => {
     const jwk = await exportJWK(pair.publicKey);
     const created = await server.createClient({
       name: `assertion ${alg}`,
-      authMethod: 'private_key_jwt',
+      auth_method: 'private_key_jwt',
       jwks: { keys: [{ ...jwk, kty: jwk.kty === 'RSA' ? 'RSA' : jwk.kty === 'OKP' ? 'OKP' : 'EC' }] },
       grants: [{ resource: API, scopes: ['read'] }],
     });

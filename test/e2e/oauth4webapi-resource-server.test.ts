@@ -84,7 +84,7 @@ beforeAll(async () => {
   server = await startTestServer();
   await server.createResource({ identifier: API, scopes: ['read', 'write'] });
   await server.createResource({ identifier: OTHER_API, scopes: ['read'] });
-  await server.createResource({ identifier: OPAQUE_API, scopes: ['read'], tokenFormat: 'opaque' });
+  await server.createResource({ identifier: OPAQUE_API, scopes: ['read'], token_format: 'opaque' });
   const created = await server.createClient({
     name: 'caller',
     grants: [API, OTHER_API, OPAQUE_API].map((resource) => ({ resource, scopes: ['read'] })),

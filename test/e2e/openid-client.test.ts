@@ -36,13 +36,13 @@ async function setUp(env: Record<string, string> = {}): Promise<Mayfly> {
   await server.createResource({ identifier: API, scopes: ['read', 'write'] });
   const basic = await server.createClient({
     name: 'openid-client basic',
-    authMethod: 'client_secret_basic',
+    auth_method: 'client_secret_basic',
     grants: [{ resource: API, scopes: ['read', 'write'] }],
   });
   const signing = await client.randomDPoPKeyPair('ES256');
   const keyed = await server.createClient({
     name: 'openid-client private_key_jwt',
-    authMethod: 'private_key_jwt',
+    auth_method: 'private_key_jwt',
     jwks: { keys: [{ ...(await exportJWK(signing.publicKey)), kty: 'EC', alg: 'ES256' }] },
     grants: [{ resource: API, scopes: ['read'] }],
   });

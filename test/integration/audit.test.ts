@@ -22,7 +22,7 @@ const secrets: string[] = [];
 beforeAll(async () => {
   server = await startTestServer({ env: { LOG_LEVEL: 'trace' } });
   await server.createResource({ identifier: API, scopes: ['read', 'write'] });
-  await server.createResource({ identifier: LEDGER, scopes: ['post'], tokenFormat: 'opaque' });
+  await server.createResource({ identifier: LEDGER, scopes: ['post'], token_format: 'opaque' });
   key = await generateDpopKey();
   secrets.push((await exportJWK(key.privateKey)).d ?? 'missing');
 });
@@ -71,7 +71,7 @@ it('writes one audit line per token, introspection and revocation outcome, with 
   secrets.push((await exportJWK(pair.privateKey)).d ?? 'missing');
   const pk = await server.createClient({
     name: 'pk',
-    authMethod: 'private_key_jwt',
+    auth_method: 'private_key_jwt',
     jwks: { keys: [{ ...(await exportJWK(pair.publicKey)), kty: 'EC', alg: 'ES256' }] },
     grants: [{ resource: API, scopes: ['read'] }],
   });

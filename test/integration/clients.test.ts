@@ -1,7 +1,8 @@
 import { exportJWK, generateKeyPair } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import type { ClientInput, ResourceInput } from '../../src/clients/client.schemas.ts';
+import type { ClientInput } from '../../src/clients/client.schemas.ts';
+import type { ResourceInput } from '../../src/clients/resource.schemas.ts';
 import { MayflyError } from '../../src/errors.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
@@ -66,19 +67,19 @@ describe('resources', () => {
     ],
     [
       'a TTL over the maximum',
-      { identifier: 'https://x.example.com', scopes: ['a'], tokenTtl: 901 },
+      { identifier: 'https://x.example.com', scopes: ['a'], token_ttl: 901 },
       'invalid_input',
       /at most 900/,
     ],
     [
       'a negative TTL',
-      { identifier: 'https://x.example.com', scopes: ['a'], tokenTtl: -5 },
+      { identifier: 'https://x.example.com', scopes: ['a'], token_ttl: -5 },
       'invalid_input',
       /positive/,
     ],
     [
       'an unknown format',
-      { identifier: 'https://x.example.com', scopes: ['a'], tokenFormat: 'paseto' as 'jwt' },
+      { identifier: 'https://x.example.com', scopes: ['a'], token_format: 'paseto' as 'jwt' },
       'invalid_input',
       /expected jwt or opaque/,
     ],
@@ -118,15 +119,15 @@ describe('clients', () => {
     ['an empty name', () => Promise.resolve({ name: '  ' }), 'invalid_input', /name: a name is required/],
     [
       'an unknown auth method',
-      () => Promise.resolve({ name: 'x', authMethod: 'none' as 'private_key_jwt' }),
+      () => Promise.resolve({ name: 'x', auth_method: 'none' as 'private_key_jwt' }),
       'invalid_input',
-      /authMethod/,
+      /auth_method/,
     ],
     [
       'private_key_jwt without keys',
-      () => Promise.resolve({ name: 'x', authMethod: 'private_key_jwt' }),
+      () => Promise.resolve({ name: 'x', auth_method: 'private_key_jwt' }),
       'invalid_input',
-      /exactly one of jwks or jwksUri/,
+      /exactly one of jwks or jwks_uri/,
     ],
     [
       'a private key in the JWKS',
@@ -134,7 +135,7 @@ describe('clients', () => {
         const { privateKey } = await generateKeyPair('ES256', { extractable: true });
         return {
           name: 'x',
-          authMethod: 'private_key_jwt',
+          auth_method: 'private_key_jwt',
           jwks: { keys: [{ ...(await exportJWK(privateKey)), kty: 'EC' }] },
         };
       },
@@ -143,15 +144,15 @@ describe('clients', () => {
     ],
     [
       'keys on a secret client',
-      () => Promise.resolve({ name: 'x', jwksUri: 'https://keys.example.com/jwks.json' }),
+      () => Promise.resolve({ name: 'x', jwks_uri: 'https://keys.example.com/jwks.json' }),
       'invalid_input',
       /only used with private_key_jwt/,
     ],
     [
       'a non-http jwks_uri',
-      () => Promise.resolve({ name: 'x', authMethod: 'private_key_jwt', jwksUri: 'file:///etc/passwd' }),
+      () => Promise.resolve({ name: 'x', auth_method: 'private_key_jwt', jwks_uri: 'file:///etc/passwd' }),
       'invalid_input',
-      /jwksUri/,
+      /jwks_uri/,
     ],
     [
       'a grant on an unknown resource',

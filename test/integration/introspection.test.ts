@@ -33,7 +33,7 @@ const asClient = (c: { client: { id: string }; clientSecret: string | undefined 
 beforeAll(async () => {
   server = await startTestServer({ clock });
   await server.createResource({ identifier: JWT_API, scopes: ['read', 'write'] });
-  await server.createResource({ identifier: OPAQUE_API, scopes: ['post'], tokenFormat: 'opaque' });
+  await server.createResource({ identifier: OPAQUE_API, scopes: ['post'], token_format: 'opaque' });
   caller = asClient(
     await server.createClient({
       name: 'caller',

@@ -30,8 +30,8 @@ afterAll(async () => {
 
 it('keeps clients, the signing key and issued tokens across a restart', async () => {
   const first = await startTestServer({ database });
-  await first.createResource({ identifier: API, scopes: ['read'], tokenFormat: 'jwt' });
-  await first.createResource({ identifier: `${API}/opaque`, scopes: ['read'], tokenFormat: 'opaque' });
+  await first.createResource({ identifier: API, scopes: ['read'], token_format: 'jwt' });
+  await first.createResource({ identifier: `${API}/opaque`, scopes: ['read'], token_format: 'opaque' });
   const client = await first.createClient({
     name: 'survivor',
     grants: [
@@ -75,7 +75,7 @@ it('keeps clients, the signing key and issued tokens across a restart', async ()
 it('stores opaque token ids and secrets only as hashes', async () => {
   const server = await startTestServer();
   try {
-    await server.createResource({ identifier: API, scopes: ['read'], tokenFormat: 'opaque' });
+    await server.createResource({ identifier: API, scopes: ['read'], token_format: 'opaque' });
     const { client, clientSecret } = await server.createClient({
       name: 'c',
       grants: [{ resource: API, scopes: ['read'] }],

@@ -17,7 +17,7 @@ let server: TestServer;
 
 beforeAll(async () => {
   server = await startTestServer({ clock });
-  await server.createResource({ identifier: API, scopes: ['read'], tokenFormat: 'opaque', tokenTtl: 60 });
+  await server.createResource({ identifier: API, scopes: ['read'], token_format: 'opaque', token_ttl: 60 });
   await server.createResource({ identifier: `${API}/jwt`, scopes: ['read'] });
 });
 afterAll(() => server.close());

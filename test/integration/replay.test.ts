@@ -50,7 +50,7 @@ it('gives exactly one token for 25 concurrent requests reusing one client assert
   const jwk = { ...(await exportJWK(pair.publicKey)), kty: 'EC' as const, kid: 'a', alg: 'ES256' };
   const { client } = await server.createClient({
     name: 'assertion racer',
-    authMethod: 'private_key_jwt',
+    auth_method: 'private_key_jwt',
     jwks: { keys: [jwk] },
     grants: [{ resource: API, scopes: ['read'] }],
   });

@@ -30,8 +30,8 @@ beforeAll(async () => {
   await server.createResource({
     identifier: BILLING,
     scopes: ['invoices:read'],
-    tokenTtl: 60,
-    tokenFormat: 'opaque',
+    token_ttl: 60,
+    token_format: 'opaque',
   });
   const created = await server.createClient({
     name: 'orders-service',
@@ -190,7 +190,7 @@ describe('DPoP is required', () => {
   it('issues Bearer tokens only to a client created bearer-allowed, and still binds when it sends a proof', async () => {
     const { client: bearer, clientSecret } = await server.createClient({
       name: 'legacy',
-      bearerAllowed: true,
+      bearer_allowed: true,
       grants: [{ resource: API, scopes: ['read'] }],
     });
     const withoutProof = await requestToken(server.url, {
@@ -356,8 +356,8 @@ describe('private_key_jwt', () => {
   it.each(['inline jwks', 'jwks_uri'])('authenticates a client registered with %s', async (mode) => {
     const { client: c, clientSecret } = await server.createClient({
       name: `pkjwt ${mode}`,
-      authMethod: 'private_key_jwt',
-      ...(mode === 'jwks_uri' ? { jwksUri: jwksUrl } : { jwks: { keys: [publicJwk] } }),
+      auth_method: 'private_key_jwt',
+      ...(mode === 'jwks_uri' ? { jwks_uri: jwksUrl } : { jwks: { keys: [publicJwk] } }),
       grants: [{ resource: API, scopes: ['read'] }],
     });
     expect(clientSecret).toBeUndefined();
@@ -370,7 +370,7 @@ describe('private_key_jwt', () => {
   it('refuses a replayed assertion, an assertion signed by another key and an expired one', async () => {
     const { client: c } = await server.createClient({
       name: 'pkjwt negatives',
-      authMethod: 'private_key_jwt',
+      auth_method: 'private_key_jwt',
       jwks: { keys: [publicJwk] },
       grants: [{ resource: API, scopes: ['read'] }],
     });

@@ -1,14 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-import { createClient, createResource, type CreatedClient } from '../../src/clients/client.service.ts';
-import type { ClientInput, ResourceInput } from '../../src/clients/client.schemas.ts';
+import { createClient } from '../../src/clients/client.service.ts';
+import type { Client, ClientInput } from '../../src/clients/client.schemas.ts';
+import { createResource } from '../../src/clients/resource.service.ts';
+import type { Resource, ResourceInput } from '../../src/clients/resource.schemas.ts';
 import type { Clock } from '../../src/clock.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import { createAppContext, type AppContext } from '../../src/context.ts';
-import type { ResourceRow } from '../../src/db/tables/resource.table.ts';
 import { createApp } from '../../src/server.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
 import { CapturedLogs } from './logs.ts';
@@ -19,11 +23,22 @@ export interface TestServer {
   app: AppContext;
   logs: CapturedLogs;
   database: TestDatabase;
-  createResource(input: ResourceInput): Promise<ResourceRow>;
+  /** Keys folder of this server (a fresh temporary folder): the bootstrap writes admin.json here. */
+  keysDir: string;
+  createResource(input: ResourceInput): Promise<Resource>;
+  /** Through the client service, as an admin would; the client keyed `id` for brevity in tests. */
   createClient(input: ClientInput): Promise<CreatedClient>;
   /** Stops the server; drops the database unless it was passed in. */
   close(): Promise<void>;
 }
+
+export interface CreatedClient {
+  client: Client & { id: string };
+  clientSecret: string | undefined;
+}
+
+/** Changes the tests make directly through the services are attributed to this actor. */
+export const TEST_ACTOR = { id: 'system:test' };
 
 export interface TestServerOptions {
   env?: Record<string, string>;
@@ -44,7 +59,9 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
   const url = `http://127.0.0.1:${port}`;
+  const keysDir = options.env?.MAYFLY_KEYS_DIR ?? (await mkdtemp(join(tmpdir(), 'mayfly-keys-')));
   const config = loadConfig({
+    MAYFLY_KEYS_DIR: keysDir,
     PORT: String(port),
     HOST: '127.0.0.1',
     MAYFLY_ISSUER: url,
@@ -69,8 +86,12 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     app,
     logs,
     database,
-    createResource: (input) => createResource(app.db, input, config.tokens),
-    createClient: (input) => createClient(app.db, input),
+    keysDir,
+    createResource: (input) => createResource(app.admin, TEST_ACTOR, input),
+    async createClient(input) {
+      const { client_secret: clientSecret, ...client } = await createClient(app.admin, TEST_ACTOR, input);
+      return { client: { ...client, id: client.client_id }, clientSecret };
+    },
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) =>
@@ -80,6 +101,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       );
       await app.close();
       if (!options.database) await database.drop();
+      if (!options.env?.MAYFLY_KEYS_DIR) await rm(keysDir, { recursive: true, force: true });
     },
   };
 }

@@ -1,4 +1,4 @@
-import type { ColumnType, Generated, Insertable, JSONColumnType, Selectable } from 'kysely';
+import type { ColumnType, Generated, Insertable, JSONColumnType, Selectable, Updateable } from 'kysely';
 
 export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
 
@@ -43,3 +43,4 @@ export interface ClientIntrospectionTable {
 export type ClientRow = Selectable<ClientTable>;
 export type NewClientRow = Insertable<ClientTable>;
 export type ClientSecretRow = Selectable<ClientSecretTable>;
+export type UpdateClientRow = Omit<Updateable<ClientTable>, 'id' | 'auth_method' | 'updated_at'>;

@@ -1,4 +1,4 @@
-import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
 
 export type TokenFormat = 'jwt' | 'opaque';
 
@@ -10,9 +10,12 @@ export interface ResourceTable {
   scopes: string[];
   token_ttl: number;
   token_format: TokenFormat;
+  /** The admin API's own resource: not editable through the admin plane. */
+  reserved: ColumnType<boolean, boolean | undefined, never>;
   created_at: ColumnType<Date, never, never>;
   updated_at: ColumnType<Date, never, Date>;
 }
 
 export type ResourceRow = Selectable<ResourceTable>;
 export type NewResourceRow = Insertable<ResourceTable>;
+export type UpdateResourceRow = Omit<Updateable<ResourceTable>, 'id' | 'identifier' | 'updated_at'>;

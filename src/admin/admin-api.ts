@@ -1,0 +1,210 @@
+import type { Context, Next } from 'koa';
+
+import type { Audit } from '../observability/audit.ts';
+import { MayflyError, parseInput } from '../errors.ts';
+import { authenticateAdmin, requireScope, type AdminAuthDeps } from './admin-auth.ts';
+import { ADMIN_ROUTES, type AdminDeps, type AdminRoute } from './admin.routes.ts';
+import { buildOpenApiDocument } from './openapi.ts';
+
+export const ADMIN_PREFIX = '/admin/v1';
+const MAX_BODY_BYTES = 64 * 1024;
+
+interface CompiledRoute {
+  route: AdminRoute;
+  pattern: RegExp;
+  names: string[];
+}
+
+/** `/clients/{client_id}` → a pattern matching one path segment per parameter. */
+function compileRoute(route: AdminRoute): CompiledRoute {
+  const names: string[] = [];
+  const source = route.path.replace(/\{([a-z_]+)\}/g, (_match, name: string) => {
+    names.push(name);
+    return '([^/]+)';
+  });
+  return { route, pattern: new RegExp(`^${source}$`), names };
+}
+
+function matchRoute(routes: readonly CompiledRoute[], path: string, method: string) {
+  const matching = routes
+    .map((compiled) => ({ compiled, match: compiled.pattern.exec(path) }))
+    .filter((candidate) => candidate.match !== null);
+  const found = matching.find((candidate) => candidate.compiled.route.method === method);
+  return { found, allowed: matching.map((candidate) => candidate.compiled.route.method) };
+}
+
+function decodeParams(names: string[], match: RegExpExecArray): Record<string, string> {
+  const params: Record<string, string> = {};
+  names.forEach((name, index) => {
+    const raw = match[index + 1] ?? '';
+    try {
+      params[name] = decodeURIComponent(raw);
+    } catch {
+      throw new MayflyError('invalid_input', `${name}: malformed percent-encoding in the path`, [
+        { path: name, message: 'malformed percent-encoding' },
+      ]);
+    }
+  });
+  return params;
+}
+
+/** Query values as strings; a repeated parameter is refused rather than silently reduced to one value. */
+function readQuery(ctx: Context): Record<string, string> {
+  const query: Record<string, string> = {};
+  for (const [name, value] of Object.entries(ctx.query)) {
+    if (Array.isArray(value)) {
+      throw new MayflyError('invalid_input', `${name}: give this query parameter once`, [
+        { path: name, message: 'repeated query parameter' },
+      ]);
+    }
+    if (value !== undefined) query[name] = value;
+  }
+  return query;
+}
+
+async function readJsonBody(ctx: Context, optional: boolean): Promise<unknown> {
+  const length = ctx.request.length;
+  const chunked = ctx.get('transfer-encoding') !== '';
+  if (!chunked && !length) {
+    if (optional) return undefined;
+    throw new MayflyError('invalid_input', 'a JSON request body is required');
+  }
+  if (!ctx.is('application/json')) {
+    throw new MayflyError(
+      'unsupported_media_type',
+      'send the request body as Content-Type: application/json',
+    );
+  }
+  if (length > MAX_BODY_BYTES) {
+    throw new MayflyError('payload_too_large', `the request body is larger than ${MAX_BODY_BYTES} bytes`);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) {
+      throw new MayflyError('payload_too_large', `the request body is larger than ${MAX_BODY_BYTES} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+  } catch {
+    throw new MayflyError('invalid_json', 'the request body is not valid JSON');
+  }
+}
+
+/** RFC 6750 §3 / RFC 9449 §7.1 challenge for a refused admin request. */
+function challenge(error: MayflyError, algs: string): string | undefined {
+  const escape = (value: string) => value.replace(/["\\]/g, '');
+  switch (error.code) {
+    case 'token_required':
+      return `DPoP algs="${algs}"`;
+    case 'invalid_token':
+    case 'invalid_dpop_proof':
+      return `DPoP error="${error.code}", error_description="${escape(error.message)}", algs="${algs}"`;
+    case 'insufficient_scope':
+      return `DPoP error="insufficient_scope", error_description="${escape(error.message)}", algs="${algs}"`;
+    default:
+      return undefined;
+  }
+}
+
+export interface AdminApiOptions {
+  auth: AdminAuthDeps;
+  deps: AdminDeps;
+  audit: Audit;
+  /** Proof algorithms announced in challenges. */
+  proofAlgs: readonly string[];
+}
+
+/**
+ * The admin API under /admin/v1. Every operation but the OpenAPI document needs a DPoP-bound admin token; every
+ * input is parsed with the operation's schemas before its handler runs; every answer is logged.
+ */
+export function serveAdminApi(options: AdminApiOptions) {
+  const routes = ADMIN_ROUTES.map(compileRoute);
+  const algs = options.proofAlgs.join(' ');
+  let openApi: string | undefined;
+
+  return async function adminApi(ctx: Context, next: Next): Promise<void> {
+    if (ctx.path !== ADMIN_PREFIX && !ctx.path.startsWith(`${ADMIN_PREFIX}/`)) {
+      await next();
+      return;
+    }
+    const path = ctx.path.slice(ADMIN_PREFIX.length) || '/';
+    ctx.set('Cache-Control', 'no-store');
+    if (path === '/openapi.json' && (ctx.method === 'GET' || ctx.method === 'HEAD')) {
+      openApi ??= JSON.stringify(buildOpenApiDocument(ADMIN_ROUTES, options.auth.issuer));
+      ctx.type = 'application/json';
+      ctx.set('Cache-Control', 'public, max-age=300');
+      ctx.body = openApi;
+      return;
+    }
+
+    let clientId: string | undefined;
+    try {
+      const { found, allowed } = matchRoute(routes, path, ctx.method);
+      if (!found) {
+        if (allowed.length) {
+          throw new MayflyError(
+            'method_not_allowed',
+            `${ctx.method} is not allowed here; use ${allowed.join(', ')}`,
+            [],
+            {
+              Allow: allowed.join(', '),
+            },
+          );
+        }
+        throw new MayflyError(
+          'not_found',
+          `no admin API endpoint at ${ctx.path}; see ${ADMIN_PREFIX}/openapi.json`,
+        );
+      }
+      const { route } = found.compiled;
+      const principal = await authenticateAdmin(ctx, options.auth);
+      clientId = principal.clientId;
+      requireScope(principal, route.scope);
+      const params = parseInput(
+        route.params ?? EMPTY,
+        decodeParams(found.compiled.names, found.match as RegExpExecArray),
+      );
+      const query = parseInput(route.query ?? EMPTY, readQuery(ctx));
+      // An optional body left out reads as an empty object: its members all have defaults.
+      const raw = route.body ? ((await readJsonBody(ctx, route.bodyOptional === true)) ?? {}) : undefined;
+      const body = route.body ? parseInput(route.body, raw) : undefined;
+      const result = await route.handle({ principal, params, query, body, deps: options.deps });
+      ctx.status = route.status;
+      if (route.status !== 204) ctx.body = result;
+      options.audit.adminRequest({
+        outcome: 'success',
+        method: ctx.method,
+        path: ctx.path,
+        ip: ctx.ip,
+        status: ctx.status,
+        client_id: clientId,
+      });
+    } catch (error) {
+      if (!(error instanceof MayflyError)) throw error;
+      ctx.status = error.status;
+      ctx.body = error.toJSON();
+      for (const [name, value] of Object.entries(error.headers)) ctx.set(name, value);
+      const authenticate = challenge(error, algs);
+      if (authenticate) ctx.set('WWW-Authenticate', authenticate);
+      options.audit.adminRequest({
+        outcome: 'failure',
+        method: ctx.method,
+        path: ctx.path,
+        ip: ctx.ip,
+        status: error.status,
+        client_id: clientId,
+        error: error.code,
+        reason: error.message,
+      });
+    }
+  };
+}
+
+const EMPTY = {
+  safeParse: (value: unknown) => ({ success: true as const, data: value }),
+} as unknown as AdminRoute['body'] & object;

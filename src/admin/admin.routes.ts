@@ -1,0 +1,375 @@
+import { z } from 'zod';
+
+import { AuditEvent, toAuditEvent } from '../audit/audit-trail.ts';
+import { listAuditEvents } from '../audit/audit-event.repository.ts';
+import {
+  createClient,
+  deleteClient,
+  getClient,
+  listClientPage,
+  rotateClientSecret,
+  setClientEnabled,
+  updateClient,
+  type ClientDeps,
+} from '../clients/client.service.ts';
+import {
+  Client,
+  ClientInput,
+  ClientUpdate,
+  ClientWithSecret,
+  SecretRotation,
+} from '../clients/client.schemas.ts';
+import {
+  createResource,
+  deleteResource,
+  getResource,
+  listResourcePage,
+  updateResource,
+  type ResourceDeps,
+} from '../clients/resource.service.ts';
+import { Resource, ResourceIdentifier, ResourceInput, ResourceUpdate } from '../clients/resource.schemas.ts';
+import { MayflyError, type ErrorCode } from '../errors.ts';
+import { ADMIN_SCOPES, type AdminPrincipal, type AdminScope } from './admin-auth.ts';
+
+export type AdminDeps = ResourceDeps & ClientDeps;
+
+export interface AdminRequest<P, Q, B> {
+  principal: AdminPrincipal;
+  params: P;
+  query: Q;
+  body: B;
+  deps: AdminDeps;
+}
+
+/** One admin operation: what the router dispatches and what the OpenAPI document describes, from one place. */
+export interface AdminRoute<P = unknown, Q = unknown, B = unknown> {
+  method: 'GET' | 'POST' | 'PATCH' | 'DELETE';
+  /** OpenAPI path template under /admin/v1, e.g. `/clients/{client_id}`. */
+  path: string;
+  operationId: string;
+  summary: string;
+  scope: AdminScope;
+  params?: z.ZodType<P>;
+  query?: z.ZodType<Q>;
+  body?: z.ZodType<B>;
+  /** Whether the body may be left out (every member optional). */
+  bodyOptional?: boolean;
+  status: 200 | 201 | 204;
+  response?: z.ZodType;
+  errors: readonly ErrorCode[];
+  handle(request: AdminRequest<P, Q, B>): Promise<unknown>;
+}
+
+const Page = <T extends z.ZodType>(item: T, id: string) =>
+  z
+    .object({
+      items: z.array(item),
+      next_cursor: z
+        .string()
+        .nullable()
+        .meta({ description: 'Pass as `cursor` for the next page; null on the last page.' }),
+    })
+    .meta({ id });
+
+const Limit = z
+  .string()
+  .regex(/^\d+$/, 'expected a whole number from 1 to 200')
+  .transform(Number)
+  .pipe(z.number().int().min(1, 'expected at least 1').max(200, 'expected at most 200'))
+  .optional()
+  .meta({ description: 'Page size, 1 to 200 (default 50).' });
+const Cursor = z.string().max(4096).optional().meta({ description: 'next_cursor of the previous page.' });
+const DEFAULT_LIMIT = 50;
+
+/** Cursors are opaque to callers; inside, the keyset of the last item. */
+function encodeCursor(value: unknown): string {
+  return Buffer.from(JSON.stringify(value)).toString('base64url');
+}
+
+function decodeCursor<T>(cursor: string | undefined, schema: z.ZodType<T>): T | undefined {
+  if (cursor === undefined) return undefined;
+  try {
+    const parsed = schema.safeParse(JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')));
+    if (parsed.success) return parsed.data;
+  } catch {
+    // Falls through to the error below.
+  }
+  throw new MayflyError('invalid_input', 'cursor: not a cursor returned by this list', [
+    { path: 'cursor', message: 'not a cursor returned by this list' },
+  ]);
+}
+
+const ResourceRef = z.strictObject({
+  resource: z
+    .string()
+    .min(1)
+    .meta({ description: 'The resource id, or its identifier URL-encoded (encodeURIComponent).' }),
+});
+const ClientRef = z.strictObject({ client_id: z.string().min(1).max(255) });
+
+const ResourceListQuery = z.strictObject({
+  limit: Limit,
+  cursor: Cursor,
+  identifier: ResourceIdentifier.optional().meta({ description: 'Only the resource with this identifier.' }),
+});
+const ClientListQuery = z.strictObject({
+  limit: Limit,
+  cursor: Cursor,
+  name: z
+    .string()
+    .min(1)
+    .max(200)
+    .optional()
+    .meta({ description: 'Case-insensitive substring of the name.' }),
+  status: z.enum(['enabled', 'disabled'], { error: 'expected enabled or disabled' }).optional(),
+  resource: ResourceIdentifier.optional().meta({
+    description: 'Clients holding a grant on, or introspecting, this resource.',
+  }),
+  auth_method: z
+    .enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt'], {
+      error: 'expected client_secret_basic, client_secret_post or private_key_jwt',
+    })
+    .optional(),
+});
+const DeleteResourceQuery = z.strictObject({
+  force: z
+    .enum(['true', 'false'], { error: 'expected true or false' })
+    .optional()
+    .meta({ description: 'Delete even while clients hold grants on it or introspect it.' }),
+});
+const Timestamp = z.iso.datetime({
+  offset: true,
+  error: 'expected an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z',
+});
+const AuditQuery = z.strictObject({
+  limit: Limit,
+  cursor: Cursor,
+  actor: z.string().min(1).max(255).optional().meta({ description: 'The admin client id.' }),
+  action: z.string().min(1).max(100).optional().meta({ description: 'e.g. client.create, resource.delete' }),
+  target: z.string().min(1).max(2048).optional().meta({ description: 'The id of a resource or client.' }),
+  since: Timestamp.optional(),
+  until: Timestamp.optional(),
+});
+
+const route = <P, Q, B>(definition: AdminRoute<P, Q, B>) => definition as unknown as AdminRoute;
+
+const READ = ADMIN_SCOPES.read;
+const WRITE = ADMIN_SCOPES.write;
+
+export const ADMIN_ROUTES: readonly AdminRoute[] = [
+  route({
+    method: 'POST',
+    path: '/resources',
+    operationId: 'createResource',
+    summary:
+      'Register a resource server: its identifier (the token audience), scopes, token lifetime and format.',
+    scope: WRITE,
+    body: ResourceInput,
+    status: 201,
+    response: Resource,
+    errors: ['invalid_input', 'resource_exists'],
+    handle: ({ deps, principal, body }) => createResource(deps, { id: principal.clientId }, body),
+  }),
+  route({
+    method: 'GET',
+    path: '/resources',
+    operationId: 'listResources',
+    summary: 'List resources in identifier order.',
+    scope: READ,
+    query: ResourceListQuery,
+    status: 200,
+    response: Page(Resource, 'ResourcePage'),
+    errors: ['invalid_input'],
+    async handle({ deps, query }) {
+      const limit = query.limit ?? DEFAULT_LIMIT;
+      const page = await listResourcePage(deps.db, {
+        limit,
+        after: decodeCursor(query.cursor, z.string()),
+        identifier: query.identifier,
+      });
+      return { items: page.items, next_cursor: page.last === undefined ? null : encodeCursor(page.last) };
+    },
+  }),
+  route({
+    method: 'GET',
+    path: '/resources/{resource}',
+    operationId: 'getResource',
+    summary: 'Show one resource.',
+    scope: READ,
+    params: ResourceRef,
+    status: 200,
+    response: Resource,
+    errors: ['resource_not_found'],
+    handle: ({ deps, params }) => getResource(deps.db, params.resource),
+  }),
+  route({
+    method: 'PATCH',
+    path: '/resources/{resource}',
+    operationId: 'updateResource',
+    summary: 'Change the name, scopes, token lifetime or format of a resource. The identifier never changes.',
+    scope: WRITE,
+    params: ResourceRef,
+    body: ResourceUpdate,
+    status: 200,
+    response: Resource,
+    errors: ['invalid_input', 'resource_not_found', 'scope_in_use', 'resource_reserved'],
+    handle: ({ deps, principal, params, body }) =>
+      updateResource(deps, { id: principal.clientId }, params.resource, body),
+  }),
+  route({
+    method: 'DELETE',
+    path: '/resources/{resource}',
+    operationId: 'deleteResource',
+    summary: 'Delete a resource; refused while clients depend on it unless force=true.',
+    scope: WRITE,
+    params: ResourceRef,
+    query: DeleteResourceQuery,
+    status: 204,
+    errors: ['resource_not_found', 'resource_in_use', 'resource_reserved'],
+    handle: ({ deps, principal, params, query }) =>
+      deleteResource(deps, { id: principal.clientId }, params.resource, { force: query.force === 'true' }),
+  }),
+  route({
+    method: 'POST',
+    path: '/clients',
+    operationId: 'createClient',
+    summary: 'Register a client. For secret methods the answer holds client_secret, shown this once.',
+    scope: WRITE,
+    body: ClientInput,
+    status: 201,
+    response: ClientWithSecret,
+    errors: ['invalid_input', 'resource_not_found', 'scope_not_defined'],
+    handle: ({ deps, principal, body }) => createClient(deps, { id: principal.clientId }, body),
+  }),
+  route({
+    method: 'GET',
+    path: '/clients',
+    operationId: 'listClients',
+    summary: 'List clients in name order, with filters.',
+    scope: READ,
+    query: ClientListQuery,
+    status: 200,
+    response: Page(Client, 'ClientPage'),
+    errors: ['invalid_input'],
+    async handle({ deps, query }) {
+      const limit = query.limit ?? DEFAULT_LIMIT;
+      const page = await listClientPage(
+        deps,
+        { name: query.name, status: query.status, resource: query.resource, authMethod: query.auth_method },
+        { limit, after: decodeCursor(query.cursor, z.tuple([z.string(), z.string()])) },
+      );
+      return { items: page.items, next_cursor: page.last === undefined ? null : encodeCursor(page.last) };
+    },
+  }),
+  route({
+    method: 'GET',
+    path: '/clients/{client_id}',
+    operationId: 'getClient',
+    summary: 'Show one client, with its grants, introspection rights and the secrets that still work.',
+    scope: READ,
+    params: ClientRef,
+    status: 200,
+    response: Client,
+    errors: ['client_not_found'],
+    handle: ({ deps, params }) => getClient(deps, params.client_id),
+  }),
+  route({
+    method: 'PATCH',
+    path: '/clients/{client_id}',
+    operationId: 'updateClient',
+    summary: 'Change the name, grants, introspection rights, bearer exception or keys of a client.',
+    scope: WRITE,
+    params: ClientRef,
+    body: ClientUpdate,
+    status: 200,
+    response: Client,
+    errors: ['invalid_input', 'client_not_found', 'resource_not_found', 'scope_not_defined'],
+    handle: ({ deps, principal, params, body }) =>
+      updateClient(deps, { id: principal.clientId }, params.client_id, body),
+  }),
+  route({
+    method: 'POST',
+    path: '/clients/{client_id}/disable',
+    operationId: 'disableClient',
+    summary: 'Disable a client: it gets no token, and its outstanding tokens are inactive at once.',
+    scope: WRITE,
+    params: ClientRef,
+    status: 200,
+    response: Client,
+    errors: ['client_not_found'],
+    handle: ({ deps, principal, params }) =>
+      setClientEnabled(deps, { id: principal.clientId }, params.client_id, false),
+  }),
+  route({
+    method: 'POST',
+    path: '/clients/{client_id}/enable',
+    operationId: 'enableClient',
+    summary: 'Enable a disabled client.',
+    scope: WRITE,
+    params: ClientRef,
+    status: 200,
+    response: Client,
+    errors: ['client_not_found'],
+    handle: ({ deps, principal, params }) =>
+      setClientEnabled(deps, { id: principal.clientId }, params.client_id, true),
+  }),
+  route({
+    method: 'DELETE',
+    path: '/clients/{client_id}',
+    operationId: 'deleteClient',
+    summary:
+      'Delete a client: its secrets, grants and rights go, and its outstanding tokens are inactive at once.',
+    scope: WRITE,
+    params: ClientRef,
+    status: 204,
+    errors: ['client_not_found'],
+    handle: ({ deps, principal, params }) => deleteClient(deps, { id: principal.clientId }, params.client_id),
+  }),
+  route({
+    method: 'POST',
+    path: '/clients/{client_id}/secrets',
+    operationId: 'rotateClientSecret',
+    summary:
+      'Issue a new client secret (answered once). Previous secrets keep working for previous_secret_expires_in seconds.',
+    scope: WRITE,
+    params: ClientRef,
+    body: SecretRotation,
+    bodyOptional: true,
+    status: 201,
+    response: ClientWithSecret,
+    errors: ['invalid_input', 'client_not_found'],
+    handle: ({ deps, principal, params, body }) =>
+      rotateClientSecret(deps, { id: principal.clientId }, params.client_id, body),
+  }),
+  route({
+    method: 'GET',
+    path: '/audit-events',
+    operationId: 'listAuditEvents',
+    summary:
+      'The trail of admin changes, newest first: who, what (before and after, secrets redacted), when.',
+    scope: READ,
+    query: AuditQuery,
+    status: 200,
+    response: Page(AuditEvent, 'AuditEventPage'),
+    errors: ['invalid_input'],
+    async handle({ deps, query }) {
+      const limit = query.limit ?? DEFAULT_LIMIT;
+      const rows = await listAuditEvents(
+        deps.db,
+        {
+          actor: query.actor,
+          action: query.action,
+          targetId: query.target,
+          since: query.since === undefined ? undefined : new Date(query.since),
+          until: query.until === undefined ? undefined : new Date(query.until),
+        },
+        { limit, before: decodeCursor(query.cursor, z.string().regex(/^\d+$/)) },
+      );
+      const last = rows.at(-1);
+      return {
+        items: rows.map(toAuditEvent),
+        next_cursor: rows.length === limit && last ? encodeCursor(last.id) : null,
+      };
+    },
+  }),
+];

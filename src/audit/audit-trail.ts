@@ -1,0 +1,85 @@
+import { z } from 'zod';
+
+import type { Clock } from '../clock.ts';
+import type { Db } from '../db/connect.ts';
+import type { AuditEventRow } from '../db/tables/audit-event.table.ts';
+import type { Audit } from '../observability/audit.ts';
+import { insertAuditEvent } from './audit-event.repository.ts';
+
+/** Who makes a change: an admin client, or Mayfly itself (`system:<what>`). */
+export interface Actor {
+  id: string;
+}
+
+export interface Change {
+  /** `<target type>.<verb>`, e.g. `client.rotate_secret`. */
+  action: string;
+  targetType: 'resource' | 'client';
+  targetId: string;
+  /** Representations as the admin API shows them: never a secret value or hash. */
+  before: object | null;
+  after: object | null;
+}
+
+export const AuditEvent = z
+  .object({
+    id: z.string(),
+    occurred_at: z.iso.datetime(),
+    actor: z.string(),
+    action: z.string(),
+    target_type: z.string(),
+    target_id: z.string(),
+    before: z.record(z.string(), z.unknown()).nullable(),
+    after: z.record(z.string(), z.unknown()).nullable(),
+  })
+  .meta({ id: 'AuditEvent' });
+export type AuditEvent = z.output<typeof AuditEvent>;
+
+export function toAuditEvent(row: AuditEventRow): AuditEvent {
+  return {
+    id: row.id,
+    occurred_at: row.occurred_at.toISOString(),
+    actor: row.actor,
+    action: row.action,
+    target_type: row.target_type,
+    target_id: row.target_id,
+    before: row.before as Record<string, unknown> | null,
+    after: row.after as Record<string, unknown> | null,
+  };
+}
+
+export interface ChangeDeps {
+  db: Db;
+  clock: Clock;
+  audit: Audit;
+}
+
+/**
+ * Runs one admin change in a transaction together with its audit event, so that no change is ever stored
+ * without its record; the log line follows once both are committed.
+ */
+export async function commitChange<T>(
+  deps: ChangeDeps,
+  actor: Actor,
+  work: (trx: Db, now: Date) => Promise<{ result: T; change: Change }>,
+): Promise<T> {
+  const now = deps.clock.now();
+  // Inside a caller's transaction (the bootstrap), the change joins it.
+  const inTransaction = <R>(fn: (trx: Db) => Promise<R>): Promise<R> =>
+    deps.db.isTransaction ? fn(deps.db) : deps.db.transaction().execute(fn);
+  const { result, event } = await inTransaction(async (trx) => {
+    const { result, change } = await work(trx, now);
+    const row = await insertAuditEvent(trx, {
+      occurred_at: now,
+      actor: actor.id,
+      action: change.action,
+      target_type: change.targetType,
+      target_id: change.targetId,
+      before: change.before && JSON.stringify(change.before),
+      after: change.after && JSON.stringify(change.after),
+    });
+    return { result, event: toAuditEvent(row) };
+  });
+  deps.audit.adminChange(event);
+  return result;
+}
