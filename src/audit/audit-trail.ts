@@ -37,7 +37,8 @@ export type AuditEvent = z.output<typeof AuditEvent>;
 
 export function toAuditEvent(row: AuditEventRow): AuditEvent {
   return {
-    id: row.id,
+    // bigint: node-postgres answers a string, PGlite a number.
+    id: String(row.id),
     occurred_at: row.occurred_at.toISOString(),
     actor: row.actor,
     action: row.action,

@@ -16,7 +16,7 @@ const PublicJwk = z
   );
 
 export const Jwks = z
-  .object({ keys: z.array(PublicJwk).min(1, 'at least one key is required').max(10, 'at most 10 keys') })
+  .looseObject({ keys: z.array(PublicJwk).min(1, 'at least one key is required').max(10, 'at most 10 keys') })
   .meta({ id: 'Jwks', description: 'Public keys the client signs its client assertions with (RFC 7517).' });
 
 const JwksUri = z
