@@ -11,6 +11,7 @@ export const ERROR_CODES = {
   token_required: 401,
   invalid_token: 401,
   invalid_dpop_proof: 401,
+  use_dpop_nonce: 401,
   insufficient_scope: 403,
   not_found: 404,
   resource_not_found: 404,

@@ -7,6 +7,7 @@ import mount from 'koa-mount';
 
 import type { AppContext } from './context.ts';
 import { serveAdminApi } from './admin/admin-api.ts';
+import { AdminNonces } from './admin/admin-auth.ts';
 import { MayflyError } from './errors.ts';
 import { ASYMMETRIC_ALGS } from './oidc/provider.ts';
 import { presentJwtAccessTokens } from './oidc/jwt-access-tokens.ts';
@@ -37,6 +38,9 @@ export function createApp(app: AppContext): Koa {
         db: app.db,
         clock: app.clock,
         verificationKeys: () => app.keys.verificationKeys,
+        nonces: app.config.dpop.requireNonce
+          ? new AdminNonces(app.secrets.dpopNonceSecret, app.clock)
+          : undefined,
       },
       deps: app.admin,
       audit: app.audit,

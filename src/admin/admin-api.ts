@@ -102,6 +102,7 @@ function challenge(error: MayflyError, algs: string): string | undefined {
       return `DPoP algs="${algs}"`;
     case 'invalid_token':
     case 'invalid_dpop_proof':
+    case 'use_dpop_nonce':
       return `DPoP error="${error.code}", error_description="${escape(error.message)}", algs="${algs}"`;
     case 'insufficient_scope':
       return `DPoP error="insufficient_scope", error_description="${escape(error.message)}", algs="${algs}"`;

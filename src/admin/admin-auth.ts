@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, hkdfSync, timingSafeEqual } from 'node:crypto';
 
 import type { Context } from 'koa';
 import {
@@ -38,6 +38,8 @@ export interface AdminAuthDeps {
   db: Db;
   clock: Clock;
   verificationKeys(): JWTVerifyGetKey;
+  /** When set, every proof must carry a nonce this server issued (MAYFLY_DPOP_REQUIRE_NONCE). */
+  nonces?: AdminNonces | undefined;
 }
 
 /** A proof is accepted while its iat is this close to now, either side; its jti is remembered a little longer. */
@@ -185,7 +187,17 @@ async function verifyProof(
   } catch (error) {
     throw refuseProof(describeProofFailure(error));
   }
-  const { jti, htm, htu, iat, ath } = payload;
+  const { jti, htm, htu, iat, ath, nonce } = payload;
+  if (deps.nonces && !(typeof nonce === 'string' && deps.nonces.accepts(nonce))) {
+    throw new MayflyError(
+      'use_dpop_nonce',
+      nonce === undefined
+        ? 'this server requires a nonce in DPoP proofs: use the one in the DPoP-Nonce header'
+        : 'the proof nonce is stale or was not issued here: use the one in the DPoP-Nonce header',
+      [],
+      { 'DPoP-Nonce': deps.nonces.current() },
+    );
+  }
   if (typeof jti !== 'string' || jti.length < 16 || jti.length > 256) {
     throw refuseProof('the proof jti must be a unique value of 16 to 256 characters');
   }
@@ -227,4 +239,46 @@ function matchesRequestUrl(htu: string, ctx: Context, issuer: string): boolean {
   claimed.hash = '';
   const candidates = [`${ctx.origin}${ctx.path}`, `${issuer}${ctx.path}`];
   return candidates.some((candidate) => URL.parse(candidate)?.href === claimed.href);
+}
+
+const NONCE_STEP_SECONDS = 60;
+
+/**
+ * Server-provided nonces for admin API proofs, derived from the shared nonce secret and the time step, so every
+ * instance issues and accepts the same values without storing them. Valid two steps either side.
+ * @see RFC 9449 §9
+ */
+export class AdminNonces {
+  readonly #secret: Buffer;
+  readonly #clock: Clock;
+
+  constructor(secret: Buffer, clock: Clock) {
+    this.#secret = secret;
+    this.#clock = clock;
+  }
+
+  current(): string {
+    return this.#derive(this.#step());
+  }
+
+  accepts(nonce: string): boolean {
+    const presented = Buffer.from(nonce);
+    const step = this.#step();
+    return [-2, -1, 0, 1, 2].some((offset) => {
+      const expected = Buffer.from(this.#derive(step + offset));
+      return expected.length === presented.length && timingSafeEqual(expected, presented);
+    });
+  }
+
+  #step(): number {
+    return Math.floor(this.#clock.now().getTime() / 1000 / NONCE_STEP_SECONDS);
+  }
+
+  #derive(step: number): string {
+    const salt = Buffer.alloc(8);
+    salt.writeBigUInt64BE(BigInt(step));
+    return Buffer.from(hkdfSync('sha256', this.#secret, salt, 'Mayfly admin API DPoP nonce', 32)).toString(
+      'base64url',
+    );
+  }
 }

@@ -186,7 +186,7 @@ describe('admin API authentication', () => {
         client_assertion: await createClientAssertion({
           clientId: credentials.client_id,
           audience: server.url,
-          key: (await importJWK(credentials.private_jwk, 'ES256')),
+          key: await importJWK(credentials.private_jwk, 'ES256'),
         }),
       });
     expect(revocation.status).toBe(200);
@@ -276,7 +276,7 @@ describe('admin API DPoP proofs', () => {
     const twice = await request(server.url)
       .get('/admin/v1/clients')
       .set('Authorization', `DPoP ${admin.token}`)
-      .set('DPoP', [proof, proof]);
+      .set('DPoP', [proof, proof] as unknown as string);
     expectRefusal(twice, 401, 'invalid_dpop_proof', /exactly one/);
   });
 
@@ -382,5 +382,26 @@ describe('admin API surface', () => {
     expect(wrongMethod.status).toBe(405);
     expect(wrongMethod.body).toMatchObject({ code: 'method_not_allowed' });
     expect(wrongMethod.headers.allow).toBe('POST, GET');
+  });
+});
+
+describe('admin API DPoP nonces', () => {
+  it('with nonces required, refuses a proof without one, names the nonce to use, and accepts it', async () => {
+    const strict = await startTestServer({ env: { MAYFLY_DPOP_REQUIRE_NONCE: 'true' } });
+    try {
+      const token = await obtainAdminToken(strict);
+      const first = await adminCall(strict, token, 'GET', '/clients');
+      expectRefusal(first, 401, 'use_dpop_nonce', /requires a nonce/);
+      const nonce = String(first.headers['dpop-nonce']);
+      expect(nonce).toMatch(/^[\w-]{43}$/);
+      const forged = await adminCall(strict, token, 'GET', '/clients', {
+        proofOptions: { nonce: 'A'.repeat(43) },
+      });
+      expectRefusal(forged, 401, 'use_dpop_nonce', /stale or was not issued here/);
+      const retried = await adminCall(strict, token, 'GET', '/clients', { proofOptions: { nonce } });
+      expect(retried.status).toBe(200);
+    } finally {
+      await strict.close();
+    }
   });
 });

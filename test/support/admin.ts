@@ -28,22 +28,25 @@ export async function obtainAdminToken(
 ): Promise<AdminToken> {
   const credentials = options.credentials ?? (await readAdminCredentials(server));
   const key = await generateDpopKey();
-  const assertion = await createClientAssertion({
-    clientId: credentials.client_id,
-    audience: server.url,
-    key: (await importJWK(credentials.private_jwk, 'ES256')),
-  });
-  const response = await postToken(
-    server.url,
-    {
-      grant_type: 'client_credentials',
-      resource: options.resource ?? `${server.url}/admin`,
-      scope: options.scope ?? 'admin:read admin:write',
-      client_assertion_type: JWT_BEARER_ASSERTION,
-      client_assertion: assertion,
-    },
-    { key },
-  );
+  const form = {
+    grant_type: 'client_credentials',
+    resource: options.resource ?? `${server.url}/admin`,
+    scope: options.scope ?? 'admin:read admin:write',
+    client_assertion_type: JWT_BEARER_ASSERTION,
+  };
+  const signAssertion = async () =>
+    createClientAssertion({
+      clientId: credentials.client_id,
+      audience: server.url,
+      key: await importJWK(credentials.private_jwk, 'ES256'),
+    });
+  let response = await postToken(server.url, { ...form, client_assertion: await signAssertion() }, { key });
+  // A server that requires DPoP nonces names the one to use (RFC 9449 §8); one retry with it.
+  const nonce = response.headers['dpop-nonce'];
+  if (response.status === 400 && nonce) {
+    const proof = await createProof(key, { htu: `${server.url}/token`, nonce });
+    response = await postToken(server.url, { ...form, client_assertion: await signAssertion() }, { proof });
+  }
   if (response.status !== 200) {
     throw new Error(`admin token refused: ${response.status} ${JSON.stringify(response.body)}`);
   }
