@@ -69,12 +69,6 @@ const flag = z
 const nonEmpty = z.string().trim().min(1, 'expected a non-empty value');
 
 const EnvSchema = z.object({
-  MAYFLY_SECRET_OVERLAP: integer(0, 2_592_000).default(86_400),
-  MAYFLY_ADMIN_JWKS_FILE: nonEmpty.optional(),
-  // RFC 6749 §2.2 / Appendix A.1: client_id = *VSCHAR.
-  MAYFLY_ADMIN_CLIENT_ID: nonEmpty
-    .regex(/^[\x20-\x7E]{1,255}$/, 'expected 1 to 255 printable ASCII characters')
-    .optional(),
   PORT: integer(1, 65535).default(3000),
   HOST: nonEmpty.default('0.0.0.0'),
   MAYFLY_ISSUER: nonEmpty.optional(),
@@ -102,6 +96,12 @@ const EnvSchema = z.object({
   MAYFLY_MAX_TOKEN_TTL: integer(30, 3600).default(900),
   MAYFLY_PURGE_INTERVAL: integer(1, 86_400).default(60),
   MAYFLY_JWKS_URI_ALLOW_PRIVATE: flag.default(false),
+  MAYFLY_SECRET_OVERLAP: integer(0, 2_592_000).default(86_400),
+  MAYFLY_ADMIN_JWKS_FILE: nonEmpty.optional(),
+  // RFC 6749 §2.2 / Appendix A.1: client_id = *VSCHAR.
+  MAYFLY_ADMIN_CLIENT_ID: nonEmpty
+    .regex(/^[\x20-\x7E]{1,255}$/, 'expected 1 to 255 printable ASCII characters')
+    .optional(),
 });
 
 export function decodeSecret(value: string): Buffer | undefined {

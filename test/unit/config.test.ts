@@ -34,6 +34,12 @@ describe('loadConfig', () => {
       tokens: { maxTtl: 900, defaultTtl: 300 },
       purgeIntervalSeconds: 60,
       jwksUriAllowPrivate: false,
+      admin: {
+        audience: 'http://localhost:3000/admin',
+        secretOverlapSeconds: 86_400,
+        bootstrapJwksFile: undefined,
+        bootstrapClientId: undefined,
+      },
     });
   });
 
@@ -73,6 +79,9 @@ describe('loadConfig', () => {
     [{ MAYFLY_TRUST_PROXY: 'yes' }, /^MAYFLY_TRUST_PROXY: expected true or false/],
     [{ MAYFLY_MAX_TOKEN_TTL: '7200' }, /^MAYFLY_MAX_TOKEN_TTL: expected at most 3600/],
     [{ MAYFLY_PURGE_INTERVAL: '0' }, /^MAYFLY_PURGE_INTERVAL: expected at least 1/],
+    [{ MAYFLY_SECRET_OVERLAP: '-1' }, /^MAYFLY_SECRET_OVERLAP: expected an integer between 0 and 2592000/],
+    [{ MAYFLY_SECRET_OVERLAP: '2592001' }, /^MAYFLY_SECRET_OVERLAP: expected at most 2592000/],
+    [{ MAYFLY_ADMIN_CLIENT_ID: 'ops\u00e9' }, /^MAYFLY_ADMIN_CLIENT_ID: expected 1 to 255 printable ASCII/],
   ])('refuses %o naming the variable and what it expects', (env, message) => {
     const found = problems(env);
     expect(found).toHaveLength(1);
