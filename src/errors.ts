@@ -21,6 +21,7 @@ export const ERROR_CODES = {
   resource_in_use: 409,
   resource_reserved: 409,
   scope_in_use: 409,
+  last_admin_client: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
 } as const;

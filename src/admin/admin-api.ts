@@ -1,4 +1,5 @@
 import type { Context, Next } from 'koa';
+import { z } from 'zod';
 
 import type { Audit } from '../observability/audit.ts';
 import { MayflyError, parseInput } from '../errors.ts';
@@ -39,7 +40,9 @@ function decodeParams(names: string[], match: RegExpExecArray): Record<string, s
     const raw = match[index + 1] ?? '';
     try {
       params[name] = decodeURIComponent(raw);
-    } catch {
+      refuseNul(params[name], name);
+    } catch (error) {
+      if (error instanceof MayflyError) throw error;
       throw new MayflyError('invalid_input', `${name}: malformed percent-encoding in the path`, [
         { path: name, message: 'malformed percent-encoding' },
       ]);
@@ -87,10 +90,23 @@ async function readJsonBody(ctx: Context, optional: boolean): Promise<unknown> {
     }
     chunks.push(chunk);
   }
+  let body: unknown;
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+    body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
   } catch {
     throw new MayflyError('invalid_json', 'the request body is not valid JSON');
+  }
+  refuseNul(body, 'body');
+  return body;
+}
+
+/** Postgres text cannot hold U+0000: refused here with a clear error rather than failing in the database. */
+function refuseNul(value: unknown, where: string): void {
+  const found = JSON.stringify(value).includes('\\u0000');
+  if (found) {
+    throw new MayflyError('invalid_input', `${where}: text must not contain NUL (U+0000) characters`, [
+      { path: where, message: 'contains a NUL character' },
+    ]);
   }
 }
 
@@ -167,10 +183,12 @@ export function serveAdminApi(options: AdminApiOptions) {
       clientId = principal.clientId;
       requireScope(principal, route.scope);
       const params = parseInput(
-        route.params ?? EMPTY,
+        route.params ?? NONE,
         decodeParams(found.compiled.names, found.match as RegExpExecArray),
       );
-      const query = parseInput(route.query ?? EMPTY, readQuery(ctx));
+      const rawQuery = readQuery(ctx);
+      refuseNul(rawQuery, 'query');
+      const query = parseInput(route.query ?? NONE, rawQuery);
       // An optional body left out reads as an empty object: its members all have defaults.
       const raw = route.body ? ((await readJsonBody(ctx, route.bodyOptional === true)) ?? {}) : undefined;
       const body = route.body ? parseInput(route.body, raw) : undefined;
@@ -206,6 +224,5 @@ export function serveAdminApi(options: AdminApiOptions) {
   };
 }
 
-const EMPTY = {
-  safeParse: (value: unknown) => ({ success: true as const, data: value }),
-} as unknown as AdminRoute['body'] & object;
+/** Operations without parameters take none: an unexpected query parameter is an error, not ignored. */
+const NONE = z.strictObject({});

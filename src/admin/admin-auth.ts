@@ -13,6 +13,7 @@ import {
 
 import { insertReplayMarker } from '../adapter/oidc-payload.repository.ts';
 import { isTokenRevoked } from '../adapter/revoked-token.repository.ts';
+import type { AdminScope } from '../clients/admin-rights.ts';
 import { isClientActive } from '../clients/client.repository.ts';
 import type { Clock } from '../clock.ts';
 import type { Db } from '../db/connect.ts';
@@ -20,9 +21,6 @@ import { MayflyError } from '../errors.ts';
 import { hasPrivateMembers } from '../keys/jwk.ts';
 import { SIGNING_ALG } from '../keys/signing-keys.ts';
 import { ASYMMETRIC_ALGS } from '../oidc/provider.ts';
-
-export const ADMIN_SCOPES = { read: 'admin:read', write: 'admin:write' } as const;
-export type AdminScope = (typeof ADMIN_SCOPES)[keyof typeof ADMIN_SCOPES];
 
 /** The admin client behind a request, proven by a DPoP-bound token and a fresh proof of its key. */
 export interface AdminPrincipal {

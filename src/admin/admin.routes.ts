@@ -29,7 +29,8 @@ import {
 } from '../clients/resource.service.ts';
 import { Resource, ResourceIdentifier, ResourceInput, ResourceUpdate } from '../clients/resource.schemas.ts';
 import { MayflyError, type ErrorCode } from '../errors.ts';
-import { ADMIN_SCOPES, type AdminPrincipal, type AdminScope } from './admin-auth.ts';
+import { ADMIN_SCOPES, type AdminScope } from '../clients/admin-rights.ts';
+import type { AdminPrincipal } from './admin-auth.ts';
 
 export type AdminDeps = ResourceDeps & ClientDeps;
 
@@ -363,7 +364,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
           since: query.since === undefined ? undefined : new Date(query.since),
           until: query.until === undefined ? undefined : new Date(query.until),
         },
-        { limit, before: decodeCursor(query.cursor, z.string().regex(/^\d+$/)) },
+        { limit, before: decodeCursor(query.cursor, z.string().regex(/^\d{1,18}$/)) },
       );
       const last = rows.at(-1);
       return {

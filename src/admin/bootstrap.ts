@@ -12,7 +12,7 @@ import { findResourceByIdentifier } from '../clients/resource.repository.ts';
 import { createResource, type TokenLimits } from '../clients/resource.service.ts';
 import { ConfigError, type Config } from '../config/config.ts';
 import type { Logger } from '../observability/logger.ts';
-import { ADMIN_SCOPES } from './admin-auth.ts';
+import { ADMIN_SCOPES } from '../clients/admin-rights.ts';
 
 export const ADMIN_CREDENTIALS_FILE = 'admin.json';
 const BOOTSTRAP_LOCK = 0x6d66_7003;

@@ -4,6 +4,7 @@ import { commitChange, type Actor, type ChangeDeps } from '../audit/audit-trail.
 import type { Db } from '../db/connect.ts';
 import type { ResourceRow } from '../db/tables/resource.table.ts';
 import { MayflyError, parseInput } from '../errors.ts';
+import { ADMIN_SCOPES, refuseRemovingLastAdmin } from './admin-rights.ts';
 import { generateClientSecret, hashClientSecret } from './client-secret.ts';
 import {
   deleteClientGrants,
@@ -83,7 +84,12 @@ async function resolveRights(
   trx: Db,
   grants: readonly { resource: string; scopes: string[] }[],
   introspects: readonly string[],
-): Promise<{ grants: { resourceId: string; scopes: string[] }[]; introspects: string[] }> {
+): Promise<{
+  grants: { resourceId: string; scopes: string[] }[];
+  introspects: string[];
+  /** Whether the grants include admin:write on the admin API's own resource. */
+  administers: boolean;
+}> {
   const named = [...new Set([...grants.map((g) => g.resource), ...introspects])];
   const found = new Map((await findResourcesByIdentifiers(trx, named)).map((r) => [r.identifier, r]));
   const missing = named.filter((identifier) => !found.has(identifier));
@@ -109,6 +115,9 @@ async function resolveRights(
       return { resourceId: resource.id, scopes: grant.scopes };
     }),
     introspects: introspects.map((identifier) => resourceNamed(identifier).id),
+    administers: grants.some(
+      (grant) => resourceNamed(grant.resource).reserved && grant.scopes.includes(ADMIN_SCOPES.write),
+    ),
   };
 }
 
@@ -168,6 +177,8 @@ export async function updateClient(
       );
     }
     const rights = await resolveRights(trx, update.grants ?? [], update.introspects ?? []);
+    if (update.grants && !rights.administers)
+      await refuseRemovingLastAdmin(trx, clientId, 'changing the grants of');
     await updateClientRow(
       trx,
       clientId,
@@ -212,6 +223,7 @@ export async function setClientEnabled(
   return commitChange(deps, actor, async (trx, now) => {
     const before = await loadClient(trx, clientId, now);
     const unchanged = (before.client.disabled_at === null) === enabled;
+    if (!enabled && !unchanged) await refuseRemovingLastAdmin(trx, clientId, 'disabling');
     if (!unchanged) await updateClientRow(trx, clientId, { disabled_at: enabled ? null : now }, now);
     const result = unchanged ? toClient(before) : toClient(await loadClient(trx, clientId, now));
     return {
@@ -230,6 +242,7 @@ export async function setClientEnabled(
 export async function deleteClient(deps: ChangeDeps, actor: Actor, clientId: string): Promise<void> {
   await commitChange(deps, actor, async (trx, now) => {
     const before = await loadClient(trx, clientId, now);
+    await refuseRemovingLastAdmin(trx, clientId, 'deleting');
     await deleteClientRow(trx, clientId);
     return {
       result: undefined,

@@ -262,6 +262,45 @@ describe('admin clients that are disabled or deleted', () => {
   });
 });
 
+describe('the last admin client', () => {
+  it('cannot be disabled, deleted or stripped of admin:write while no other enabled client could administer', async () => {
+    const fresh = await startTestServer();
+    try {
+      const root = await obtainAdminToken(fresh);
+      const { client_id: rootId } = await readAdminCredentials(fresh);
+      const attempts = [
+        await adminCall(fresh, root, 'POST', `/clients/${rootId}/disable`),
+        await adminCall(fresh, root, 'DELETE', `/clients/${rootId}`),
+        await adminCall(fresh, root, 'PATCH', `/clients/${rootId}`, {
+          body: { grants: [{ resource: `${fresh.url}/admin`, scopes: ['admin:read'] }] },
+        }),
+      ];
+      for (const response of attempts) {
+        expect(response.status).toBe(409);
+        expect(response.body).toMatchObject({
+          code: 'last_admin_client',
+          message: expect.stringContaining(rootId),
+        });
+      }
+      expect((await adminCall(fresh, root, 'GET', `/clients/${rootId}`)).body).toMatchObject({
+        status: 'enabled',
+        grants: [{ scopes: ['admin:read', 'admin:write'] }],
+      });
+
+      const successor = await fresh.createClient({
+        name: 'successor',
+        auth_method: 'private_key_jwt',
+        jwks_uri: 'https://keys.example.com/jwks.json',
+        grants: [{ resource: `${fresh.url}/admin`, scopes: ['admin:write'] }],
+      });
+      expect((await adminCall(fresh, root, 'POST', `/clients/${rootId}/disable`)).status).toBe(200);
+      expect((await adminCall(fresh, root, 'GET', `/clients/${successor.client.id}`)).status).toBe(401);
+    } finally {
+      await fresh.close();
+    }
+  });
+});
+
 describe('admin API DPoP proofs', () => {
   const htu = () => `${server.url}/admin/v1/clients`;
 
