@@ -7,6 +7,10 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('reserved', 'boolean', (col) => col.notNull().defaultTo(false))
     .execute();
 
+  // Tokens issued before this instant are inactive: set when the client is disabled, so enabling it again does
+  // not revive them.
+  await db.schema.alterTable('client').addColumn('tokens_not_before', 'timestamptz').execute();
+
   await db.schema
     .createTable('audit_event')
     .addColumn('id', 'bigint', (col) => col.primaryKey().generatedAlwaysAsIdentity())
@@ -42,5 +46,6 @@ export async function down(db: Kysely<any>): Promise<void> {
   await db.schema.dropIndex('client_introspection_resource_id_idx').execute();
   await db.schema.dropIndex('client_name_id_idx').execute();
   await db.schema.dropTable('audit_event').execute();
+  await db.schema.alterTable('client').dropColumn('tokens_not_before').execute();
   await db.schema.alterTable('resource').dropColumn('reserved').execute();
 }

@@ -3,6 +3,7 @@ import { z } from 'zod';
 
 import type { Audit } from '../observability/audit.ts';
 import { MayflyError, parseInput } from '../errors.ts';
+import { readRequestBody } from '../http/request-body.ts';
 import { authenticateAdmin, requireScope, type AdminAuthDeps } from './admin-auth.ts';
 import { ADMIN_ROUTES, type AdminDeps, type AdminRoute } from './admin.routes.ts';
 import { buildOpenApiDocument } from './openapi.ts';
@@ -78,21 +79,16 @@ async function readJsonBody(ctx: Context, optional: boolean): Promise<unknown> {
       'send the request body as Content-Type: application/json',
     );
   }
-  if (length > MAX_BODY_BYTES) {
+  const bytes = length > MAX_BODY_BYTES ? 'too-large' : await readRequestBody(ctx.req, MAX_BODY_BYTES);
+  if (bytes === 'too-large') {
+    // The rest of the body is never read: the connection cannot be reused.
+    ctx.set('Connection', 'close');
     throw new MayflyError('payload_too_large', `the request body is larger than ${MAX_BODY_BYTES} bytes`);
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_BODY_BYTES) {
-      throw new MayflyError('payload_too_large', `the request body is larger than ${MAX_BODY_BYTES} bytes`);
-    }
-    chunks.push(chunk);
-  }
+  if (bytes === 'aborted') throw new MayflyError('invalid_input', 'the request body was cut off');
   let body: unknown;
   try {
-    body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    body = JSON.parse(bytes.toString('utf8'));
   } catch {
     throw new MayflyError('invalid_json', 'the request body is not valid JSON');
   }
@@ -160,6 +156,8 @@ export function serveAdminApi(options: AdminApiOptions) {
     }
 
     let clientId: string | undefined;
+    // Read before the body: a request cut off midway no longer has a socket to ask.
+    const ip = ctx.ip;
     try {
       const { found, allowed } = matchRoute(routes, path, ctx.method);
       if (!found) {
@@ -199,12 +197,24 @@ export function serveAdminApi(options: AdminApiOptions) {
         outcome: 'success',
         method: ctx.method,
         path: ctx.path,
-        ip: ctx.ip,
+        ip,
         status: ctx.status,
         client_id: clientId,
       });
     } catch (error) {
-      if (!(error instanceof MayflyError)) throw error;
+      if (!(error instanceof MayflyError)) {
+        options.audit.adminRequest({
+          outcome: 'failure',
+          method: ctx.method,
+          path: ctx.path,
+          ip,
+          status: 500,
+          client_id: clientId,
+          error: 'server_error',
+          reason: 'an internal error occurred',
+        });
+        throw error;
+      }
       ctx.status = error.status;
       ctx.body = error.toJSON();
       for (const [name, value] of Object.entries(error.headers)) ctx.set(name, value);
@@ -214,7 +224,7 @@ export function serveAdminApi(options: AdminApiOptions) {
         outcome: 'failure',
         method: ctx.method,
         path: ctx.path,
-        ip: ctx.ip,
+        ip,
         status: error.status,
         client_id: clientId,
         error: error.code,

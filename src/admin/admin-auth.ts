@@ -14,7 +14,7 @@ import {
 import { insertReplayMarker } from '../adapter/oidc-payload.repository.ts';
 import { isTokenRevoked } from '../adapter/revoked-token.repository.ts';
 import type { AdminScope } from '../clients/admin-rights.ts';
-import { isClientActive } from '../clients/client.repository.ts';
+import { isTokenOwnerActive } from '../clients/client.repository.ts';
 import type { Clock } from '../clock.ts';
 import type { Db } from '../db/connect.ts';
 import { MayflyError } from '../errors.ts';
@@ -61,7 +61,7 @@ export async function authenticateAdmin(ctx: Context, deps: AdminAuthDeps): Prom
   const proof = await verifyProof(ctx, token, claims.jkt, deps);
 
   if (await isTokenRevoked(deps.db, claims.jti)) throw refuse('the access token has been revoked');
-  if (!(await isClientActive(deps.db, claims.clientId))) {
+  if (!(await isTokenOwnerActive(deps.db, claims.clientId, new Date(claims.iat * 1000)))) {
     throw refuse('the client of the access token is disabled or deleted');
   }
   const now = deps.clock.now();
@@ -108,7 +108,7 @@ function readDpopToken(ctx: Context): string {
 async function verifyAdminToken(
   token: string,
   deps: AdminAuthDeps,
-): Promise<{ jti: string; clientId: string; scopes: Set<string>; jkt: string }> {
+): Promise<{ jti: string; iat: number; clientId: string; scopes: Set<string>; jkt: string }> {
   let payload: Record<string, unknown>;
   try {
     ({ payload } = await jwtVerify(token, deps.verificationKeys(), {
@@ -122,16 +122,18 @@ async function verifyAdminToken(
   } catch (error) {
     throw refuse(describeTokenFailure(error));
   }
-  const { jti, client_id: clientId, aud, scope, cnf } = payload;
+  const { jti, iat, client_id: clientId, aud, scope, cnf } = payload;
   // A token for several audiences is not a token for the admin API alone.
   if (aud !== deps.audience) throw refuse(`the access token is not for the admin API (${deps.audience})`);
-  if (typeof jti !== 'string' || typeof clientId !== 'string') throw refuse('the access token is malformed');
+  if (typeof jti !== 'string' || typeof clientId !== 'string' || typeof iat !== 'number') {
+    throw refuse('the access token is malformed');
+  }
   const jkt = (cnf as { jkt?: unknown } | undefined)?.jkt;
   if (typeof jkt !== 'string') {
     throw refuse('the access token is not DPoP-bound: request it with a DPoP proof');
   }
   const scopes = new Set(typeof scope === 'string' ? scope.split(' ') : []);
-  return { jti, clientId, scopes, jkt };
+  return { jti, iat, clientId, scopes, jkt };
 }
 
 function describeTokenFailure(error: unknown): string {

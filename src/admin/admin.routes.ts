@@ -284,7 +284,13 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     body: ClientUpdate,
     status: 200,
     response: Client,
-    errors: ['invalid_input', 'client_not_found', 'resource_not_found', 'scope_not_defined'],
+    errors: [
+      'invalid_input',
+      'client_not_found',
+      'resource_not_found',
+      'scope_not_defined',
+      'last_admin_client',
+    ],
     handle: ({ deps, principal, params, body }) =>
       updateClient(deps, { id: principal.clientId }, params.client_id, body),
   }),
@@ -297,7 +303,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     params: ClientRef,
     status: 200,
     response: Client,
-    errors: ['client_not_found'],
+    errors: ['client_not_found', 'last_admin_client'],
     handle: ({ deps, principal, params }) =>
       setClientEnabled(deps, { id: principal.clientId }, params.client_id, false),
   }),
@@ -323,7 +329,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     scope: WRITE,
     params: ClientRef,
     status: 204,
-    errors: ['client_not_found'],
+    errors: ['client_not_found', 'last_admin_client'],
     handle: ({ deps, principal, params }) => deleteClient(deps, { id: principal.clientId }, params.client_id),
   }),
   route({
@@ -369,7 +375,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
       const last = rows.at(-1);
       return {
         items: rows.map(toAuditEvent),
-        next_cursor: rows.length === limit && last ? encodeCursor(last.id) : null,
+        next_cursor: rows.length === limit && last ? encodeCursor(String(last.id)) : null,
       };
     },
   }),

@@ -62,7 +62,8 @@ export interface ChangeDeps {
 export async function commitChange<T>(
   deps: ChangeDeps,
   actor: Actor,
-  work: (trx: Db, now: Date) => Promise<{ result: T; change: Change }>,
+  /** `change: null` when nothing changed (e.g. disabling a disabled client): nothing is recorded. */
+  work: (trx: Db, now: Date) => Promise<{ result: T; change: Change | null }>,
 ): Promise<T> {
   const now = deps.clock.now();
   // Inside a caller's transaction (the bootstrap), the change joins it.
@@ -70,6 +71,7 @@ export async function commitChange<T>(
     deps.db.isTransaction ? fn(deps.db) : deps.db.transaction().execute(fn);
   const { result, event } = await inTransaction(async (trx) => {
     const { result, change } = await work(trx, now);
+    if (!change) return { result, event: undefined };
     const row = await insertAuditEvent(trx, {
       occurred_at: now,
       actor: actor.id,
@@ -81,6 +83,6 @@ export async function commitChange<T>(
     });
     return { result, event: toAuditEvent(row) };
   });
-  deps.audit.adminChange(event);
+  if (event) deps.audit.adminChange(event);
   return result;
 }

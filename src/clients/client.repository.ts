@@ -94,13 +94,17 @@ export async function insertClientIntrospections(
     .execute();
 }
 
-/** True while the client exists and is not disabled. */
-export async function isClientActive(db: Db, clientId: string): Promise<boolean> {
+/**
+ * True while the client exists, is enabled, and has not been disabled since the token was issued: a token dies
+ * with its client and stays dead when the client is enabled again.
+ */
+export async function isTokenOwnerActive(db: Db, clientId: string, issuedAt: Date): Promise<boolean> {
   const row = await db
     .selectFrom('client')
     .select('id')
     .where('id', '=', clientId)
     .where('disabled_at', 'is', null)
+    .where((w) => w.or([w('tokens_not_before', 'is', null), w('tokens_not_before', '<=', issuedAt)]))
     .executeTakeFirst();
   return row !== undefined;
 }

@@ -1,3 +1,5 @@
+import { createPublicKey } from 'node:crypto';
+
 import { z } from 'zod';
 
 import { hasPrivateMembers } from '../keys/jwk.ts';
@@ -13,7 +15,20 @@ const PublicJwk = z
   .refine(
     (jwk) => !hasPrivateMembers(jwk),
     'a JWKS holds public keys only: remove the private members (d, p, q, dp, dq, qi, oth, k)',
-  );
+  )
+  .refine(isUsablePublicKey, {
+    error: 'not a usable public key: check its members (EC: crv, x, y; RSA: n, e; OKP: crv, x)',
+    abort: true,
+  });
+
+/** Refused here rather than at the first token request, where the client could only learn its keys are bad. */
+function isUsablePublicKey(jwk: Record<string, unknown>): boolean {
+  try {
+    return createPublicKey({ key: jwk, format: 'jwk' }).type === 'public';
+  } catch {
+    return false;
+  }
+}
 
 export const Jwks = z
   .looseObject({ keys: z.array(PublicJwk).min(1, 'at least one key is required').max(10, 'at most 10 keys') })

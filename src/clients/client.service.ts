@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 import { commitChange, type Actor, type ChangeDeps } from '../audit/audit-trail.ts';
 import type { Db } from '../db/connect.ts';
@@ -213,19 +214,36 @@ export async function updateClient(
   });
 }
 
-/** Disabling takes effect at once: the token endpoint refuses the client and introspection answers inactive. */
+/**
+ * Disabling takes effect at once: the token endpoint refuses the client and its tokens are inactive, for good —
+ * enabling the client again does not revive them. Token `iat` has whole-second precision, so the cut-off is the
+ * next whole second, and enabling waits for that second to begin (at most one second) so that every token issued
+ * after enabling is valid.
+ */
 export async function setClientEnabled(
   deps: ChangeDeps,
   actor: Actor,
   clientId: string,
   enabled: boolean,
 ): Promise<Client> {
+  if (enabled) {
+    const current = await findClientDetail(deps.db, clientId, deps.clock.now());
+    const wait = (current?.client.tokens_not_before?.getTime() ?? 0) - deps.clock.now().getTime();
+    if (wait > 0) await sleep(Math.min(wait, 1000));
+  }
   return commitChange(deps, actor, async (trx, now) => {
     const before = await loadClient(trx, clientId, now);
     const unchanged = (before.client.disabled_at === null) === enabled;
-    if (!enabled && !unchanged) await refuseRemovingLastAdmin(trx, clientId, 'disabling');
-    if (!unchanged) await updateClientRow(trx, clientId, { disabled_at: enabled ? null : now }, now);
-    const result = unchanged ? toClient(before) : toClient(await loadClient(trx, clientId, now));
+    if (unchanged) return { result: toClient(before), change: null };
+    if (!enabled) await refuseRemovingLastAdmin(trx, clientId, 'disabling');
+    const cutOff = new Date(Math.ceil(now.getTime() / 1000) * 1000);
+    await updateClientRow(
+      trx,
+      clientId,
+      enabled ? { disabled_at: null } : { disabled_at: now, tokens_not_before: cutOff },
+      now,
+    );
+    const result = toClient(await loadClient(trx, clientId, now));
     return {
       result,
       change: {

@@ -10,20 +10,34 @@ export async function insertResource(db: Db, row: NewResourceRow): Promise<Resou
     .executeTakeFirst();
 }
 
+/**
+ * Locked FOR SHARE: a grant being written keeps its resource from being deleted or losing scopes until the
+ * grant is committed, and waits for such a change to commit first.
+ */
 export async function findResourcesByIdentifiers(
   db: Db,
   identifiers: readonly string[],
 ): Promise<ResourceRow[]> {
   if (identifiers.length === 0) return [];
-  return db.selectFrom('resource').selectAll().where('identifier', 'in', identifiers).execute();
+  return db.selectFrom('resource').selectAll().where('identifier', 'in', identifiers).forShare().execute();
 }
 
-export async function findResourceById(db: Db, id: string): Promise<ResourceRow | undefined> {
-  return db.selectFrom('resource').selectAll().where('id', '=', id).executeTakeFirst();
+export async function findResourceById(
+  db: Db,
+  id: string,
+  options: { forUpdate?: boolean } = {},
+): Promise<ResourceRow | undefined> {
+  const query = db.selectFrom('resource').selectAll().where('id', '=', id);
+  return (options.forUpdate ? query.forUpdate() : query).executeTakeFirst();
 }
 
-export async function findResourceByIdentifier(db: Db, identifier: string): Promise<ResourceRow | undefined> {
-  return db.selectFrom('resource').selectAll().where('identifier', '=', identifier).executeTakeFirst();
+export async function findResourceByIdentifier(
+  db: Db,
+  identifier: string,
+  options: { forUpdate?: boolean } = {},
+): Promise<ResourceRow | undefined> {
+  const query = db.selectFrom('resource').selectAll().where('identifier', '=', identifier);
+  return (options.forUpdate ? query.forUpdate() : query).executeTakeFirst();
 }
 
 /** Keyset pagination in identifier order: stable under concurrent inserts, no OFFSET scans. */

@@ -18,6 +18,8 @@ export const ScopeList = z
 export const ResourceIdentifier = z
   .string()
   .max(2048, 'at most 2048 characters')
+  // RFC 3986 URIs are printable ASCII; spaces and control characters are never part of one.
+  .regex(/^[\x21-\x7E]*$/, 'a URI has no spaces, control or non-ASCII characters (percent-encode them)')
   .refine((value) => {
     const url = URL.parse(value);
     return url !== null && value.length > 0 && !value.includes('#') && url.href.length > 0;

@@ -48,8 +48,14 @@ function checkTtl(tokenTtl: number, limits: TokenLimits): void {
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** A resource is named by its id or by its identifier (an absolute URI, so the two never collide). */
-export async function findResourceRow(db: Db, ref: string): Promise<ResourceRow> {
-  const row = UUID.test(ref) ? await findResourceById(db, ref) : await findResourceByIdentifier(db, ref);
+export async function findResourceRow(
+  db: Db,
+  ref: string,
+  options: { forUpdate?: boolean } = {},
+): Promise<ResourceRow> {
+  const row = UUID.test(ref)
+    ? await findResourceById(db, ref, options)
+    : await findResourceByIdentifier(db, ref, options);
   if (!row) throw new MayflyError('resource_not_found', `no resource ${ref}`);
   return row;
 }
@@ -122,7 +128,9 @@ export async function updateResource(
   const update = parseInput(ResourceUpdate, input);
   if (update.token_ttl !== undefined) checkTtl(update.token_ttl, deps.tokens);
   return commitChange(deps, actor, async (trx, now) => {
-    const row = await findResourceRow(trx, ref);
+    // Locked until commit: a grant being written at the same time either commits first and is seen below, or
+    // waits and then reads the new scopes.
+    const row = await findResourceRow(trx, ref, { forUpdate: true });
     refuseReserved(row);
     if (update.scopes) {
       const kept = new Set(update.scopes);
@@ -173,7 +181,7 @@ export async function deleteResource(
   options: { force: boolean },
 ): Promise<void> {
   await commitChange(deps, actor, async (trx) => {
-    const row = await findResourceRow(trx, ref);
+    const row = await findResourceRow(trx, ref, { forUpdate: true });
     refuseReserved(row);
     const { grants, introspectors } = await findResourceDependents(trx, row.id);
     const dependents = [...new Set([...grants.map((g) => g.client_id), ...introspectors])];

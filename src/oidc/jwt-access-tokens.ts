@@ -9,6 +9,7 @@ import {
   type PresentedJwt,
 } from '../adapter/presented-jwt.ts';
 import type { Clock } from '../clock.ts';
+import { readRequestBody } from '../http/request-body.ts';
 import { SIGNING_ALG } from '../keys/signing-keys.ts';
 import { ROUTES } from './protocol-routes.ts';
 
@@ -35,7 +36,7 @@ export function presentJwtAccessTokens(options: JwtPresentationOptions) {
       await next();
       return;
     }
-    const body = await readBody(ctx.req);
+    const body = await readRequestBody(ctx.req, BODY_LIMIT);
     if (body === 'too-large' || body === 'aborted') {
       ctx.status = body === 'too-large' ? 413 : 400;
       ctx.set('Connection', 'close');
@@ -109,22 +110,6 @@ async function verifyAccessToken(
     // Expired, foreign, tampered or malformed: to introspection and revocation, simply not an active token.
     return undefined;
   }
-}
-
-async function readBody(req: IncomingMessage): Promise<Buffer | 'too-large' | 'aborted'> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  try {
-    // Stopping early must not destroy the socket: the 413 still has to reach the client.
-    for await (const chunk of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > BODY_LIMIT) return 'too-large';
-      chunks.push(chunk);
-    }
-  } catch {
-    return 'aborted';
-  }
-  return Buffer.concat(chunks);
 }
 
 /**

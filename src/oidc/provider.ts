@@ -8,7 +8,7 @@ import Provider, {
 
 import { createAdapterFactory } from '../adapter/adapter.ts';
 import type { Clock } from '../clock.ts';
-import { findClientAccess, isClientActive } from '../clients/client.repository.ts';
+import { findClientAccess, isTokenOwnerActive } from '../clients/client.repository.ts';
 import { matchesSecretHash } from '../clients/client-secret.ts';
 import type { Config } from '../config/config.ts';
 import type { Secrets } from '../config/secrets.ts';
@@ -119,7 +119,10 @@ export function buildProvider({ config, secrets, keys, db, clock, log }: Provide
             return recordPolicyDecision(ctx, 'caller is not a resource server for the token audience');
           }
           // A token dies with its client: a disabled or deleted client's tokens are inactive at once.
-          const ownerActive = token.clientId !== undefined && (await isClientActive(db, token.clientId));
+          const ownerActive =
+            token.clientId !== undefined &&
+            typeof token.iat === 'number' &&
+            (await isTokenOwnerActive(db, token.clientId, new Date(token.iat * 1000)));
           return recordPolicyDecision(
             ctx,
             ownerActive ? undefined : 'the client of the token is disabled or deleted',

@@ -227,7 +227,7 @@ describe('admin API scopes', () => {
 });
 
 describe('admin clients that are disabled or deleted', () => {
-  it('refuses the tokens of a disabled admin client at once, and serves them again once enabled', async () => {
+  it('refuses the tokens of a disabled admin client at once, for good, and serves new ones once it is enabled', async () => {
     const operator = await createAdminClient(['admin:read', 'admin:write']);
     const token = await obtainAdminToken(server, { credentials: operator });
     expect((await adminCall(server, token, 'GET', '/clients')).status).toBe(200);
@@ -246,7 +246,15 @@ describe('admin clients that are disabled or deleted', () => {
     expect((await adminCall(server, admin, 'POST', `/clients/${operator.client_id}/enable`)).status).toBe(
       200,
     );
-    expect((await adminCall(server, token, 'GET', '/clients')).status).toBe(200);
+    // Enabling does not revive the token issued before the disable; a new one works.
+    expectRefusal(
+      await adminCall(server, token, 'GET', '/clients'),
+      401,
+      'invalid_token',
+      /disabled or deleted/,
+    );
+    const renewed = await obtainAdminToken(server, { credentials: operator });
+    expect((await adminCall(server, renewed, 'GET', '/clients')).status).toBe(200);
   });
 
   it('refuses the tokens of a deleted admin client', async () => {

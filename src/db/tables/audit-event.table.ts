@@ -1,9 +1,9 @@
-import type { ColumnType, Generated, Insertable, JSONColumnType, Selectable } from 'kysely';
+import type { ColumnType, Insertable, JSONColumnType, Selectable } from 'kysely';
 
 /** One change made through the admin plane: who, what (before and after, never a secret), when. */
 export interface AuditEventTable {
-  /** bigint: pg returns it as a string. */
-  id: ColumnType<string, never, never> & Generated<string>;
+  /** bigint identity: node-postgres returns a string, PGlite a number. */
+  id: ColumnType<string | number, never, never>;
   occurred_at: Date;
   /** The admin client id, or `system:<what>` for changes Mayfly makes itself. */
   actor: string;

@@ -15,6 +15,8 @@ export interface ClientTable {
   /** The one exception to DPoP: tokens without a proof. Visible in every audit line of this client. */
   bearer_allowed: ColumnType<boolean, boolean | undefined, boolean>;
   disabled_at: Date | null;
+  /** Tokens issued before this instant are inactive (set on disable, so enabling does not revive them). */
+  tokens_not_before: ColumnType<Date | null, Date | null | undefined, Date | null>;
   created_at: ColumnType<Date, never, never>;
   updated_at: ColumnType<Date, never, Date>;
 }
