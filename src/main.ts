@@ -1,9 +1,29 @@
+import { realpathSync } from 'node:fs';
+
 import { ConfigError, loadConfig } from './config/config.ts';
 import { createAppContext } from './context.ts';
 import { startServer } from './server.ts';
 
-/** Process entry: config → context → server. The only place that exits the process. */
-async function main(): Promise<void> {
+/**
+ * Runs Mayfly until SIGTERM or SIGINT: config → context → server. `npm start` and `mayfly serve` both come here,
+ * the only place that exits the process.
+ */
+export async function serve(): Promise<void> {
+  try {
+    await startMayfly();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`mayfly: ${error.message}\n`);
+    } else {
+      process.stderr.write(
+        `mayfly: start-up failed: ${error instanceof Error ? error.message : String(error)}\n`,
+      );
+    }
+    process.exit(1);
+  }
+}
+
+async function startMayfly(): Promise<void> {
   const config = loadConfig();
   const app = await createAppContext(config);
   const running = await startServer(app);
@@ -42,13 +62,7 @@ async function main(): Promise<void> {
   });
 }
 
-main().catch((error: unknown) => {
-  if (error instanceof ConfigError) {
-    process.stderr.write(`mayfly: ${error.message}\n`);
-  } else {
-    process.stderr.write(
-      `mayfly: start-up failed: ${error instanceof Error ? error.message : String(error)}\n`,
-    );
-  }
-  process.exit(1);
-});
+// Started directly (npm start, the container image) rather than imported by `mayfly serve`.
+if (process.argv[1] !== undefined && realpathSync(process.argv[1]) === import.meta.filename) {
+  await serve();
+}

@@ -237,7 +237,8 @@ function matchesRequestUrl(htu: string, ctx: Context, issuer: string): boolean {
   if (!claimed) return false;
   claimed.search = '';
   claimed.hash = '';
-  const candidates = [`${ctx.origin}${ctx.path}`, `${issuer}${ctx.path}`];
+  // Koa's ctx.origin is the browser Origin header; the request's own origin is protocol and Host.
+  const candidates = [`${ctx.protocol}://${ctx.host}${ctx.path}`, `${issuer}${ctx.path}`];
   return candidates.some((candidate) => URL.parse(candidate)?.href === claimed.href);
 }
 

@@ -54,6 +54,17 @@ export function toClient(detail: ClientDetail): Client {
   };
 }
 
+/**
+ * 128 random bits, base64url; never starting with `-` or `_`, so that an id is never mistaken for a command-line
+ * option or looks like a continuation.
+ */
+function generateClientId(): string {
+  for (;;) {
+    const id = randomBytes(16).toString('base64url');
+    if (/^[A-Za-z0-9]/.test(id)) return id;
+  }
+}
+
 /** The secret itself never enters an audit record; that one was issued does. */
 const SECRET_ISSUED = { client_secret: '[redacted]' } as const;
 
@@ -132,7 +143,7 @@ export async function createClient(
   return commitChange(deps, actor, async (trx, now) => {
     const rights = await resolveRights(trx, parsed.grants, parsed.introspects);
     const client = await insertClient(trx, {
-      id: options.clientId ?? randomBytes(16).toString('base64url'),
+      id: options.clientId ?? generateClientId(),
       name: parsed.name,
       auth_method: parsed.auth_method,
       jwks: parsed.jwks ? JSON.stringify(parsed.jwks) : null,
