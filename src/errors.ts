@@ -45,6 +45,24 @@ export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.ou
   throw new MayflyError('invalid_input', summary, details);
 }
 
+/** Postgres text cannot hold U+0000: refused here with a clear error rather than failing in the database. */
+export function refuseNul(value: unknown, where: string): void {
+  if (containsNul(value)) {
+    throw new MayflyError('invalid_input', `${where}: text must not contain NUL (U+0000) characters`, [
+      { path: where, message: 'contains a NUL character' },
+    ]);
+  }
+}
+
+export function containsNul(value: unknown): boolean {
+  if (typeof value === 'string') return value.includes('\0');
+  if (Array.isArray(value)) return value.some(containsNul);
+  if (typeof value === 'object' && value !== null) {
+    return Object.entries(value).some(([key, member]) => key.includes('\0') || containsNul(member));
+  }
+  return false;
+}
+
 export class MayflyError extends Error {
   override name = 'MayflyError';
   readonly status: number;

@@ -2,7 +2,7 @@ import type { Context, Next } from 'koa';
 import { z } from 'zod';
 
 import type { Audit } from '../observability/audit.ts';
-import { MayflyError, parseInput } from '../errors.ts';
+import { MayflyError, parseInput, refuseNul } from '../errors.ts';
 import { readRequestBody } from '../http/request-body.ts';
 import { authenticateAdmin, requireScope, type AdminAuthDeps } from './admin-auth.ts';
 import { ADMIN_ROUTES, type AdminDeps, type AdminRoute } from './admin.routes.ts';
@@ -94,16 +94,6 @@ async function readJsonBody(ctx: Context, optional: boolean): Promise<unknown> {
   }
   refuseNul(body, 'body');
   return body;
-}
-
-/** Postgres text cannot hold U+0000: refused here with a clear error rather than failing in the database. */
-function refuseNul(value: unknown, where: string): void {
-  const found = JSON.stringify(value).includes('\\u0000');
-  if (found) {
-    throw new MayflyError('invalid_input', `${where}: text must not contain NUL (U+0000) characters`, [
-      { path: where, message: 'contains a NUL character' },
-    ]);
-  }
 }
 
 /** RFC 6750 §3 / RFC 9449 §7.1 challenge for a refused admin request. */

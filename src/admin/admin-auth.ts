@@ -14,12 +14,13 @@ import {
 import { insertReplayMarker } from '../adapter/oidc-payload.repository.ts';
 import { isTokenRevoked } from '../adapter/revoked-token.repository.ts';
 import type { AdminScope } from '../clients/admin-rights.ts';
-import { isTokenOwnerActive } from '../clients/client.repository.ts';
+import { findActiveOwnerScopes } from '../clients/client.repository.ts';
 import type { Clock } from '../clock.ts';
 import type { Db } from '../db/connect.ts';
 import { MayflyError } from '../errors.ts';
 import { hasPrivateMembers } from '../keys/jwk.ts';
-import { SIGNING_ALG } from '../keys/signing-keys.ts';
+import type { JwtAccessTokenClaims } from '../adapter/presented-jwt.ts';
+import { verifyJwtAccessToken } from '../oidc/jwt-access-tokens.ts';
 import { ASYMMETRIC_ALGS } from '../oidc/provider.ts';
 
 /** The admin client behind a request, proven by a DPoP-bound token and a fresh proof of its key. */
@@ -61,9 +62,13 @@ export async function authenticateAdmin(ctx: Context, deps: AdminAuthDeps): Prom
   const proof = await verifyProof(ctx, token, claims.jkt, deps);
 
   if (await isTokenRevoked(deps.db, claims.jti)) throw refuse('the access token has been revoked');
-  if (!(await isTokenOwnerActive(deps.db, claims.clientId, new Date(claims.iat * 1000)))) {
-    throw refuse('the client of the access token is disabled or deleted');
-  }
+  const granted = await findActiveOwnerScopes(
+    deps.db,
+    claims.clientId,
+    new Date(claims.iat * 1000),
+    deps.audience,
+  );
+  if (!granted) throw refuse('the client of the access token is disabled or deleted');
   const now = deps.clock.now();
   const replayId = createHash('sha256').update(`admin\0${claims.jkt}\0${proof.jti}`).digest('base64url');
   const first = await insertReplayMarker(
@@ -74,7 +79,9 @@ export async function authenticateAdmin(ctx: Context, deps: AdminAuthDeps): Prom
     now,
   );
   if (!first) throw refuseProof('the DPoP proof has been used before: make a new proof for every request');
-  return { clientId: claims.clientId, scopes: claims.scopes, jkt: claims.jkt };
+  // A scope taken away since the token was issued is gone at once, not when the token expires.
+  const scopes = new Set([...claims.scopes].filter((scope) => granted.includes(scope)));
+  return { clientId: claims.clientId, scopes, jkt: claims.jkt };
 }
 
 export function requireScope(principal: AdminPrincipal, scope: AdminScope): void {
@@ -109,31 +116,18 @@ async function verifyAdminToken(
   token: string,
   deps: AdminAuthDeps,
 ): Promise<{ jti: string; iat: number; clientId: string; scopes: Set<string>; jkt: string }> {
-  let payload: Record<string, unknown>;
+  let claims: JwtAccessTokenClaims;
   try {
-    ({ payload } = await jwtVerify(token, deps.verificationKeys(), {
-      issuer: deps.issuer,
-      typ: 'at+jwt',
-      algorithms: [SIGNING_ALG],
-      currentDate: deps.clock.now(),
-      clockTolerance: CLOCK_TOLERANCE_SECONDS,
-      requiredClaims: ['exp', 'iat', 'jti', 'client_id', 'aud'],
-    }));
+    claims = await verifyJwtAccessToken(token, { ...deps, clockToleranceSeconds: CLOCK_TOLERANCE_SECONDS });
   } catch (error) {
     throw refuse(describeTokenFailure(error));
   }
-  const { jti, iat, client_id: clientId, aud, scope, cnf } = payload;
-  // A token for several audiences is not a token for the admin API alone.
-  if (aud !== deps.audience) throw refuse(`the access token is not for the admin API (${deps.audience})`);
-  if (typeof jti !== 'string' || typeof clientId !== 'string' || typeof iat !== 'number') {
-    throw refuse('the access token is malformed');
-  }
-  const jkt = (cnf as { jkt?: unknown } | undefined)?.jkt;
-  if (typeof jkt !== 'string') {
-    throw refuse('the access token is not DPoP-bound: request it with a DPoP proof');
-  }
-  const scopes = new Set(typeof scope === 'string' ? scope.split(' ') : []);
-  return { jti, iat, clientId, scopes, jkt };
+  if (claims.aud !== deps.audience)
+    throw refuse(`the access token is not for the admin API (${deps.audience})`);
+  const jkt = claims.cnf?.jkt;
+  if (jkt === undefined) throw refuse('the access token is not DPoP-bound: request it with a DPoP proof');
+  const scopes = new Set(claims.scope === undefined ? [] : claims.scope.split(' '));
+  return { jti: claims.jti, iat: claims.iat, clientId: claims.client_id, scopes, jkt };
 }
 
 function describeTokenFailure(error: unknown): string {
@@ -203,7 +197,9 @@ async function verifyProof(
   }
   if (htm !== ctx.method) throw refuseProof(`the proof htm must be ${ctx.method}`);
   if (typeof htu !== 'string' || !matchesRequestUrl(htu, ctx, deps.issuer)) {
-    throw refuseProof('the proof htu must be the URL of this request, without query or fragment');
+    throw refuseProof(
+      `the proof htu must be ${deps.issuer}${ctx.path}: this request's URL at the issuer, without query or fragment`,
+    );
   }
   const now = deps.clock.now().getTime() / 1000;
   if (typeof iat !== 'number' || Math.abs(now - iat) > PROOF_WINDOW_SECONDS + CLOCK_TOLERANCE_SECONDS) {
@@ -237,9 +233,9 @@ function matchesRequestUrl(htu: string, ctx: Context, issuer: string): boolean {
   if (!claimed) return false;
   claimed.search = '';
   claimed.hash = '';
-  // Koa's ctx.origin is the browser Origin header; the request's own origin is protocol and Host.
-  const candidates = [`${ctx.protocol}://${ctx.host}${ctx.path}`, `${issuer}${ctx.path}`];
-  return candidates.some((candidate) => URL.parse(candidate)?.href === claimed.href);
+  // The issuer is the admin API's one canonical origin; the Host header is the caller's to choose, so a proof
+  // made for another server must not become valid here by naming that server in Host.
+  return URL.parse(`${issuer}${ctx.path}`)?.href === claimed.href;
 }
 
 const NONCE_STEP_SECONDS = 60;

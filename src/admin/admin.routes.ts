@@ -28,7 +28,7 @@ import {
   type ResourceDeps,
 } from '../clients/resource.service.ts';
 import { Resource, ResourceIdentifier, ResourceInput, ResourceUpdate } from '../clients/resource.schemas.ts';
-import { MayflyError, type ErrorCode } from '../errors.ts';
+import { containsNul, MayflyError, type ErrorCode } from '../errors.ts';
 import { ADMIN_SCOPES, type AdminScope } from '../clients/admin-rights.ts';
 import type { AdminPrincipal } from './admin-auth.ts';
 
@@ -90,8 +90,9 @@ function encodeCursor(value: unknown): string {
 function decodeCursor<T>(cursor: string | undefined, schema: z.ZodType<T>): T | undefined {
   if (cursor === undefined) return undefined;
   try {
-    const parsed = schema.safeParse(JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')));
-    if (parsed.success) return parsed.data;
+    const decoded: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    const parsed = schema.safeParse(decoded);
+    if (parsed.success && !containsNul(decoded)) return parsed.data;
   } catch {
     // Falls through to the error below.
   }

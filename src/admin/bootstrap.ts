@@ -2,7 +2,6 @@ import { readFile, mkdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
-import { sql } from 'kysely';
 
 import type { ChangeDeps } from '../audit/audit-trail.ts';
 import { hasGrantOn } from '../clients/client.repository.ts';
@@ -11,6 +10,7 @@ import { createClient } from '../clients/client.service.ts';
 import { findResourceByIdentifier } from '../clients/resource.repository.ts';
 import { createResource, type TokenLimits } from '../clients/resource.service.ts';
 import { ConfigError, type Config } from '../config/config.ts';
+import { withAdvisoryLock } from '../db/advisory-lock.ts';
 import type { Logger } from '../observability/logger.ts';
 import { ADMIN_SCOPES } from '../clients/admin-rights.ts';
 
@@ -42,88 +42,81 @@ export async function bootstrapAdmin(deps: BootstrapDeps): Promise<void> {
   const operatorJwks = config.admin.bootstrapJwksFile
     ? await readOperatorJwks(config.admin.bootstrapJwksFile)
     : undefined;
-  await deps.db.connection().execute(async (connection) => {
-    await sql`select pg_advisory_lock(${BOOTSTRAP_LOCK})`.execute(connection);
+  await withAdvisoryLock(deps.db, BOOTSTRAP_LOCK, async (connection) => {
+    const scoped = { ...deps, db: connection };
+    const audience = config.admin.audience;
+    if (!(await findResourceByIdentifier(connection, audience))) {
+      await createResource(
+        scoped,
+        ACTOR,
+        {
+          identifier: audience,
+          name: 'Mayfly admin API',
+          scopes: [ADMIN_SCOPES.read, ADMIN_SCOPES.write],
+          token_ttl: Math.min(300, config.tokens.maxTtl),
+          token_format: 'jwt',
+        },
+        { reserved: true },
+      );
+    }
+    if (await hasGrantOn(connection, audience)) return;
+
+    const input = (jwks: { keys: JWK[] }): ClientInput => ({
+      name: 'Mayfly admin',
+      auth_method: 'private_key_jwt',
+      jwks: jwks as NonNullable<ClientInput['jwks']>,
+      grants: [{ resource: audience, scopes: [ADMIN_SCOPES.read, ADMIN_SCOPES.write] }],
+    });
+    const clientOptions = config.admin.bootstrapClientId ? { clientId: config.admin.bootstrapClientId } : {};
+
+    if (operatorJwks) {
+      const client = await createClient(scoped, ACTOR, input(operatorJwks), clientOptions);
+      log.info(
+        { client_id: client.client_id, jwks_file: config.admin.bootstrapJwksFile },
+        'created the admin client from MAYFLY_ADMIN_JWKS_FILE',
+      );
+      return;
+    }
+
+    const path = join(config.keysDir, ADMIN_CREDENTIALS_FILE);
+    const { privateKey } = await generateKeyPair('ES256', { extractable: true });
+    const privateJwk = await exportJWK(privateKey);
+    const kid = await calculateJwkThumbprint(privateJwk);
+    const { d: _private, ...publicJwk } = privateJwk;
+    await mkdir(config.keysDir, { recursive: true, mode: 0o700 });
+    const file = { written: false };
     try {
-      const scoped = { ...deps, db: connection };
-      const audience = config.admin.audience;
-      if (!(await findResourceByIdentifier(connection, audience))) {
-        await createResource(
-          scoped,
+      // The client and its credentials file exist together or not at all; 'wx' never overwrites a file.
+      await connection.transaction().execute(async (trx) => {
+        const client = await createClient(
+          { ...deps, db: trx },
           ACTOR,
-          {
-            identifier: audience,
-            name: 'Mayfly admin API',
-            scopes: [ADMIN_SCOPES.read, ADMIN_SCOPES.write],
-            token_ttl: Math.min(300, config.tokens.maxTtl),
-            token_format: 'jwt',
-          },
-          { reserved: true },
+          input({ keys: [{ ...publicJwk, kid, alg: 'ES256', use: 'sig' }] }),
+          clientOptions,
         );
-      }
-      if (await hasGrantOn(connection, audience)) return;
-
-      const input = (jwks: { keys: JWK[] }): ClientInput => ({
-        name: 'Mayfly admin',
-        auth_method: 'private_key_jwt',
-        jwks: jwks as NonNullable<ClientInput['jwks']>,
-        grants: [{ resource: audience, scopes: [ADMIN_SCOPES.read, ADMIN_SCOPES.write] }],
-      });
-      const clientOptions = config.admin.bootstrapClientId
-        ? { clientId: config.admin.bootstrapClientId }
-        : {};
-
-      if (operatorJwks) {
-        const client = await createClient(scoped, ACTOR, input(operatorJwks), clientOptions);
+        const credentials: AdminCredentials = {
+          issuer: config.issuer,
+          client_id: client.client_id,
+          private_jwk: { ...privateJwk, kid, alg: 'ES256' },
+        };
+        await writeFile(path, `${JSON.stringify(credentials, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
+        file.written = true;
         log.info(
-          { client_id: client.client_id, jwks_file: config.admin.bootstrapJwksFile },
-          'created the admin client from MAYFLY_ADMIN_JWKS_FILE',
+          { client_id: client.client_id, credentials_file: path },
+          `created the admin client; its credentials are in ${path} (mode 0600): keep that file secret`,
+        );
+      });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
+        log.warn(
+          { credentials_file: path },
+          `no client holds admin rights, but ${path} exists and is never overwritten: move it away and restart ` +
+            'to have a new admin client created, or set MAYFLY_ADMIN_JWKS_FILE',
         );
         return;
       }
-
-      const path = join(config.keysDir, ADMIN_CREDENTIALS_FILE);
-      const { privateKey } = await generateKeyPair('ES256', { extractable: true });
-      const privateJwk = await exportJWK(privateKey);
-      const kid = await calculateJwkThumbprint(privateJwk);
-      const { d: _private, ...publicJwk } = privateJwk;
-      await mkdir(config.keysDir, { recursive: true, mode: 0o700 });
-      const file = { written: false };
-      try {
-        // The client and its credentials file exist together or not at all; 'wx' never overwrites a file.
-        await connection.transaction().execute(async (trx) => {
-          const client = await createClient(
-            { ...deps, db: trx },
-            ACTOR,
-            input({ keys: [{ ...publicJwk, kid, alg: 'ES256', use: 'sig' }] }),
-            clientOptions,
-          );
-          const credentials: AdminCredentials = {
-            issuer: config.issuer,
-            client_id: client.client_id,
-            private_jwk: { ...privateJwk, kid, alg: 'ES256' },
-          };
-          await writeFile(path, `${JSON.stringify(credentials, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
-          file.written = true;
-          log.info(
-            { client_id: client.client_id, credentials_file: path },
-            `created the admin client; its credentials are in ${path} (mode 0600): keep that file secret`,
-          );
-        });
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
-          log.warn(
-            { credentials_file: path },
-            `no client holds admin rights, but ${path} exists and is never overwritten: move it away and restart ` +
-              'to have a new admin client created, or set MAYFLY_ADMIN_JWKS_FILE',
-          );
-          return;
-        }
-        if (file.written) await unlink(path).catch(() => undefined);
-        throw error;
-      }
-    } finally {
-      await sql`select pg_advisory_unlock(${BOOTSTRAP_LOCK})`.execute(connection);
+      if (file.written) await unlink(path).catch(() => undefined);
+      throw error;
     }
   });
 }

@@ -6,7 +6,9 @@ import { z } from 'zod';
 
 import { CliError } from './errors.ts';
 
-export type AdminScope = 'admin:read' | 'admin:write';
+import type { AdminScope } from '../clients/admin-rights.ts';
+
+export type { AdminScope };
 
 export type AdminMethod = 'GET' | 'POST' | 'PATCH' | 'DELETE';
 
@@ -53,8 +55,11 @@ export interface AdminConnection {
  */
 export async function connectAdmin(connection: AdminConnection): Promise<AdminClient> {
   const credentials = await readCredentials(connection.credentialsPath);
+  refuseForeignUrl(connection, credentials);
   const key = await importPrivateKey(credentials, connection.credentialsPath);
   const transport = createTransport(connection.url);
+  // Admin requests are signed for the issuer's URL (the admin API checks proofs against it) and sent to --url.
+  const adminTransport = createTransport(connection.url, { signedFor: credentials.issuer });
   const as: oauth.AuthorizationServer = {
     // The assertion's audience is the issuer; requests go to --url, which may be another name for the server.
     issuer: credentials.issuer,
@@ -85,7 +90,7 @@ export async function connectAdmin(connection: AdminConnection): Promise<AdminCl
 
   return {
     async send(method, path, request = {}) {
-      const url = new URL(`${connection.url}/admin/v1${path}`);
+      const url = new URL(`${credentials.issuer}/admin/v1${path}`);
       for (const [name, value] of Object.entries(request.query ?? {})) {
         if (value !== undefined) url.searchParams.set(name, value);
       }
@@ -97,7 +102,7 @@ export async function connectAdmin(connection: AdminConnection): Promise<AdminCl
           if (body !== null) headers.set('content-type', 'application/json');
           return oauth.protectedResourceRequest(accessToken, method, url, headers, body, {
             DPoP: dpop,
-            ...transport,
+            ...adminTransport,
           });
         });
       } catch (error) {
@@ -159,20 +164,45 @@ async function importPrivateKey(credentials: AdminCredentials, path: string): Pr
 
 /**
  * Options shared by every request: plain http only for http:// URLs (a local server), and network failures
- * turned into one sentence that names the URL and what to do.
+ * turned into one sentence that names the URL and what to do. `signedFor`: requests are built (and their DPoP
+ * proofs signed) for that origin and sent to `baseUrl`, another address of the same server.
  */
-export function createTransport(baseUrl: string) {
+export function createTransport(baseUrl: string, options: { signedFor?: string } = {}) {
+  const target = new URL(baseUrl);
   return {
     // eslint-disable-next-line @typescript-eslint/no-deprecated -- oauth4webapi's documented opt-in to http://, marked deprecated to stand out
-    [oauth.allowInsecureRequests]: baseUrl.startsWith('http:'),
+    [oauth.allowInsecureRequests]:
+      baseUrl.startsWith('http:') || options.signedFor?.startsWith('http:') === true,
     [oauth.customFetch]: async (url: string, init: oauth.CustomFetchOptions<string, unknown>) => {
+      const destination = new URL(url);
+      if (options.signedFor !== undefined && destination.origin === new URL(options.signedFor).origin) {
+        destination.protocol = target.protocol;
+        destination.host = target.host;
+      }
       try {
-        return await fetch(url, init as RequestInit);
+        return await fetch(destination, init as RequestInit);
       } catch (error) {
         throw new CliError(describeNetworkFailure(baseUrl, error));
       }
     },
   };
+}
+
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/**
+ * The CLI sends its client assertion and admin tokens only to the server named by the credentials: the issuer's
+ * own origin, or a loopback address (the same machine, e.g. inside the server's container). Anywhere else a
+ * mistyped or hostile --url would receive a credential it could use at the real server.
+ */
+function refuseForeignUrl(connection: AdminConnection, credentials: AdminCredentials): void {
+  const target = new URL(connection.url);
+  if (target.origin === new URL(credentials.issuer).origin || LOOPBACK_HOSTS.has(target.hostname)) return;
+  throw new CliError(
+    `--url ${connection.url} is not the server these credentials belong to (issuer ${credentials.issuer}); ` +
+      `the CLI sends admin credentials only to the issuer or to a loopback address. ` +
+      `Use --url ${credentials.issuer}, or check --credentials.`,
+  );
 }
 
 export function describeNetworkFailure(baseUrl: string, error: unknown): string {

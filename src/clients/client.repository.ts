@@ -1,4 +1,4 @@
-import type { ExpressionBuilder } from 'kysely';
+import { sql, type ExpressionBuilder } from 'kysely';
 import { jsonArrayFrom } from 'kysely/helpers/postgres';
 
 import type { Db } from '../db/connect.ts';
@@ -279,4 +279,58 @@ export async function hasGrantOn(db: Db, identifier: string): Promise<boolean> {
     .limit(1)
     .executeTakeFirst();
   return row !== undefined;
+}
+
+/** Locks the client row until the transaction ends: concurrent changes to one client run one after another. */
+export async function lockClient(db: Db, clientId: string): Promise<boolean> {
+  const row = await db
+    .selectFrom('client')
+    .select('id')
+    .where('id', '=', clientId)
+    .forUpdate()
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
+/**
+ * The scopes the client holds now on a resource, if the client is active for a token issued at `issuedAt`
+ * (see isTokenOwnerActive); undefined when it is not. One query.
+ */
+export async function findActiveOwnerScopes(
+  db: Db,
+  clientId: string,
+  issuedAt: Date,
+  resource: string,
+): Promise<string[] | undefined> {
+  const row = await db
+    .selectFrom('client as c')
+    .leftJoin('resource as r', (join) => join.on('r.identifier', '=', resource))
+    .leftJoin('client_grant as g', (join) =>
+      join.onRef('g.client_id', '=', 'c.id').onRef('g.resource_id', '=', 'r.id'),
+    )
+    .select('g.scopes')
+    .where('c.id', '=', clientId)
+    .where('c.disabled_at', 'is', null)
+    .where((w) => w.or([w('c.tokens_not_before', 'is', null), w('c.tokens_not_before', '<=', issuedAt)]))
+    .executeTakeFirst();
+  return row && (row.scopes ?? []);
+}
+
+/** Enabled clients (other than `exceptClientId`) holding `scope` on a reserved resource: the admin API's. */
+export async function countAdminWriters(
+  db: Db,
+  scope: string,
+  exceptClientId: string | undefined,
+): Promise<number> {
+  let query = db
+    .selectFrom('client_grant as g')
+    .innerJoin('resource as r', 'r.id', 'g.resource_id')
+    .innerJoin('client as c', 'c.id', 'g.client_id')
+    .select((eb) => eb.fn.countAll<string>().as('count'))
+    .where('r.reserved', '=', true)
+    .where('c.disabled_at', 'is', null)
+    .where(sql<boolean>`${scope} = any(g.scopes)`);
+  if (exceptClientId !== undefined) query = query.where('g.client_id', '<>', exceptClientId);
+  const row = await query.executeTakeFirstOrThrow();
+  return Number(row.count);
 }

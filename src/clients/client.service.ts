@@ -18,6 +18,7 @@ import {
   insertClientIntrospections,
   insertClientSecret,
   listClientDetails,
+  lockClient,
   updateClientRow,
   type ClientDetail,
   type ClientFilter,
@@ -68,7 +69,17 @@ function generateClientId(): string {
 /** The secret itself never enters an audit record; that one was issued does. */
 const SECRET_ISSUED = { client_secret: '[redacted]' } as const;
 
-async function loadClient(db: Db, clientId: string, now: Date): Promise<ClientDetail> {
+/** `forChange`: lock the client first, so that concurrent changes to it (two rotations, a rotation and a delete)
+ * run one after the other and each sees what the previous one did. */
+async function loadClient(
+  db: Db,
+  clientId: string,
+  now: Date,
+  options: { forChange?: boolean } = {},
+): Promise<ClientDetail> {
+  if (options.forChange && !(await lockClient(db, clientId))) {
+    throw new MayflyError('client_not_found', `no client ${clientId}`);
+  }
   const detail = await findClientDetail(db, clientId, now);
   if (!detail) throw new MayflyError('client_not_found', `no client ${clientId}`);
   return detail;
@@ -179,7 +190,7 @@ export async function updateClient(
 ): Promise<Client> {
   const update = parseInput(ClientUpdate, input);
   return commitChange(deps, actor, async (trx, now) => {
-    const before = await loadClient(trx, clientId, now);
+    const before = await loadClient(trx, clientId, now, { forChange: true });
     const keyChange = update.jwks !== undefined || update.jwks_uri !== undefined;
     if (keyChange && before.client.auth_method !== 'private_key_jwt') {
       throw new MayflyError(
@@ -243,11 +254,12 @@ export async function setClientEnabled(
     if (wait > 0) await sleep(Math.min(wait, 1000));
   }
   return commitChange(deps, actor, async (trx, now) => {
-    const before = await loadClient(trx, clientId, now);
+    const before = await loadClient(trx, clientId, now, { forChange: true });
     const unchanged = (before.client.disabled_at === null) === enabled;
     if (unchanged) return { result: toClient(before), change: null };
     if (!enabled) await refuseRemovingLastAdmin(trx, clientId, 'disabling');
-    const cutOff = new Date(Math.ceil(now.getTime() / 1000) * 1000);
+    // The first whole second after now: a token with that iat or later was issued after this change.
+    const cutOff = new Date((Math.floor(now.getTime() / 1000) + 1) * 1000);
     await updateClientRow(
       trx,
       clientId,
@@ -270,7 +282,7 @@ export async function setClientEnabled(
 
 export async function deleteClient(deps: ChangeDeps, actor: Actor, clientId: string): Promise<void> {
   await commitChange(deps, actor, async (trx, now) => {
-    const before = await loadClient(trx, clientId, now);
+    const before = await loadClient(trx, clientId, now, { forChange: true });
     await refuseRemovingLastAdmin(trx, clientId, 'deleting');
     await deleteClientRow(trx, clientId);
     return {
@@ -299,7 +311,7 @@ export async function rotateClientSecret(
   const rotation = parseInput(SecretRotation, input);
   const overlap = rotation.previous_secret_expires_in ?? deps.secretOverlapSeconds;
   return commitChange(deps, actor, async (trx, now) => {
-    const before = await loadClient(trx, clientId, now);
+    const before = await loadClient(trx, clientId, now, { forChange: true });
     if (before.client.auth_method === 'private_key_jwt') {
       throw new MayflyError(
         'invalid_input',

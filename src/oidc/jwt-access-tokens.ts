@@ -1,6 +1,6 @@
 import { IncomingMessage } from 'node:http';
 
-import { decodeProtectedHeader, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import type { Context, Next } from 'koa';
 
 import {
@@ -75,37 +75,52 @@ function looksLikeJwt(token: string): boolean {
   }
 }
 
+/**
+ * Verifies a JWT access token of this server: signature by one of its keys, `typ` at+jwt, issuer, lifetime and
+ * the claims Mayfly always sets. Throws jose's errors (or a JWTClaimValidationFailed for a missing claim), so a
+ * caller can say why a token was refused.
+ * @see RFC 9068 §4
+ */
+export async function verifyJwtAccessToken(
+  token: string,
+  options: JwtPresentationOptions & { clockToleranceSeconds?: number },
+): Promise<JwtAccessTokenClaims> {
+  const { payload } = await jwtVerify(token, options.verificationKeys(), {
+    issuer: options.issuer,
+    typ: 'at+jwt',
+    algorithms: [SIGNING_ALG],
+    currentDate: options.clock.now(),
+    clockTolerance: options.clockToleranceSeconds ?? 0,
+    requiredClaims: ['jti', 'iat', 'exp', 'client_id', 'aud'],
+  });
+  const { jti, iat, exp, client_id: clientId, aud, scope, cnf } = payload as Record<string, unknown>;
+  if (
+    typeof jti !== 'string' ||
+    typeof iat !== 'number' ||
+    typeof exp !== 'number' ||
+    typeof clientId !== 'string' ||
+    typeof aud !== 'string'
+  ) {
+    throw new joseErrors.JWTClaimValidationFailed('a claim has an unexpected type', payload, 'claims');
+  }
+  const jkt = (cnf as { jkt?: unknown } | undefined)?.jkt;
+  return {
+    jti,
+    iat,
+    exp,
+    client_id: clientId,
+    aud,
+    ...(typeof scope === 'string' ? { scope } : {}),
+    ...(typeof jkt === 'string' ? { cnf: { jkt } } : {}),
+  };
+}
+
 async function verifyAccessToken(
   token: string,
   options: JwtPresentationOptions,
 ): Promise<JwtAccessTokenClaims | undefined> {
   try {
-    const { payload } = await jwtVerify(token, options.verificationKeys(), {
-      issuer: options.issuer,
-      typ: 'at+jwt',
-      algorithms: [SIGNING_ALG],
-      currentDate: options.clock.now(),
-    });
-    const { jti, iat, exp, client_id: clientId, aud, scope, cnf } = payload as Record<string, unknown>;
-    if (
-      typeof jti !== 'string' ||
-      typeof iat !== 'number' ||
-      typeof exp !== 'number' ||
-      typeof clientId !== 'string' ||
-      typeof aud !== 'string'
-    ) {
-      return undefined;
-    }
-    const jkt = (cnf as { jkt?: unknown } | undefined)?.jkt;
-    return {
-      jti,
-      iat,
-      exp,
-      client_id: clientId,
-      aud,
-      ...(typeof scope === 'string' ? { scope } : {}),
-      ...(typeof jkt === 'string' ? { cnf: { jkt } } : {}),
-    };
+    return await verifyJwtAccessToken(token, options);
   } catch {
     // Expired, foreign, tampered or malformed: to introspection and revocation, simply not an active token.
     return undefined;

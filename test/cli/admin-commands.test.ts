@@ -833,6 +833,21 @@ describe('where the CLI connects, and with what', () => {
     expect(JSON.parse(result.stdout)).toMatchObject({ next_cursor: null });
   });
 
+  it('sends credentials only to the issuer or a loopback address of it, signing admin requests for the issuer', async () => {
+    const foreign = await cli.run(['resource', 'list', '--url', 'https://auth.attacker.example']);
+    expectFailure(
+      foreign,
+      1,
+      /--url https:\/\/auth\.attacker\.example is not the server these credentials belong to/,
+    );
+    // localhost is another name of the issuer 127.0.0.1 here: allowed, and the admin API still sees proofs for
+    // the issuer's URL.
+    const alias = cli.server.url.replace('127.0.0.1', 'localhost');
+    const listed = await cli.spawn(['resource', 'list', '--json', '--url', alias]);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(JSON.parse(listed.stdout)).toMatchObject({ items: expect.any(Array) });
+  });
+
   it('an unreachable server: exit 1 naming the URL, with npm start and --url as the ways out', async () => {
     const port = await findFreePort();
     const result = await runMayfly(['client', 'list'], {
