@@ -196,10 +196,11 @@ interface Row extends LoadResult {
 
 async function benchDatabase(kind: string): Promise<{ rows: Row[]; readyMs: number }> {
   const nonceSecret = randomBytes(32).toString('base64url');
-  let dir: string | undefined;
   let dbName: string | undefined;
   let config: DatabaseConfig;
   let env: Record<string, string>;
+  // Its own keys folder: the first start writes admin credentials there, never into the repository's keys/.
+  const dir = await mkdtemp(join(tmpdir(), 'mayfly-bench-'));
   if (kind === 'postgres') {
     dbName = `mayfly_bench_${randomBytes(4).toString('hex')}`;
     const admin = new pg.Client({ connectionString: POSTGRES_URL });
@@ -209,9 +210,12 @@ async function benchDatabase(kind: string): Promise<{ rows: Row[]; readyMs: numb
     const url = new URL(POSTGRES_URL);
     url.pathname = `/${dbName}`;
     config = { kind: 'postgres', url: url.href, poolMax: 10 };
-    env = { DATABASE_URL: url.href, MAYFLY_DPOP_NONCE_SECRET: nonceSecret };
+    env = {
+      DATABASE_URL: url.href,
+      MAYFLY_DPOP_NONCE_SECRET: nonceSecret,
+      MAYFLY_KEYS_DIR: join(dir, 'keys'),
+    };
   } else {
-    dir = await mkdtemp(join(tmpdir(), 'mayfly-bench-'));
     config = { kind: 'pglite', dataDir: join(dir, 'data') };
     env = { MAYFLY_DATA_DIR: join(dir, 'data'), MAYFLY_KEYS_DIR: join(dir, 'keys') };
   }
@@ -277,7 +281,7 @@ async function benchDatabase(kind: string): Promise<{ rows: Row[]; readyMs: numb
     }
     return { rows, readyMs: server.readyMs };
   } finally {
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await rm(dir, { recursive: true, force: true });
     if (dbName) {
       const admin = new pg.Client({ connectionString: POSTGRES_URL });
       await admin.connect();
