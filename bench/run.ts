@@ -7,6 +7,7 @@
  *   BENCH_POSTGRES_URL (postgres://postgres@127.0.0.1:5432/postgres): server on which a bench database is created
  *   BENCH_SCENARIOS: comma-separated scenario name prefixes to run (default: all)
  *   BENCH_PROFILE_DIR: write a V8 CPU profile of each server process there (node --cpu-prof)
+ *   BENCH_BASELINE: false skips the baseline (plain oidc-provider with its memory adapter, same token setup)
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -97,29 +98,25 @@ interface RunningServer {
   readyMs: number;
 }
 
-async function startServer(env: Record<string, string>): Promise<RunningServer> {
+async function startServer(env: Record<string, string>, script = 'src/main.ts'): Promise<RunningServer> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const started = performance.now();
   const profile = process.env.BENCH_PROFILE_DIR
     ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`]
     : [];
-  const child = spawn(
-    process.execPath,
-    [...profile, '--experimental-strip-types', join(ROOT, 'src/main.ts')],
-    {
-      cwd: ROOT,
-      env: {
-        ...process.env,
-        ...env,
-        PORT: String(port),
-        HOST: '127.0.0.1',
-        MAYFLY_ISSUER: url,
-        LOG_LEVEL: 'info',
-      },
-      stdio: ['ignore', 'ignore', 'inherit'],
+  const child = spawn(process.execPath, [...profile, '--experimental-strip-types', join(ROOT, script)], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      ...env,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      MAYFLY_ISSUER: url,
+      LOG_LEVEL: 'info',
     },
-  );
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   for (;;) {
     if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
     const ok = await fetch(`${url}/healthz`).then(
@@ -188,6 +185,95 @@ async function tokenFor(url: string, client: Seed['secretClient'], resource: str
   return body.access_token;
 }
 
+/** Every scenario, against one running server seeded with `seeded`. */
+async function buildScenarios(url: string, seeded: Seed): Promise<[string, Scenario][]> {
+  const jwt = await tokenFor(url, seeded.secretClient, JWT_API);
+  const opaque = await tokenFor(url, seeded.secretClient, OPAQUE_API);
+  const jwks = await fetch(`${url}/jwks`);
+  const etag = jwks.headers.get('etag') ?? '';
+  const rsAuth = basicAuth(seeded.resourceServer.id, seeded.resourceServer.secret);
+  const secretAuth = basicAuth(seeded.secretClient.id, seeded.secretClient.secret);
+  const keyClient = { clientId: seeded.keyClient.id, privateJwk: seeded.keyClient.privateJwk };
+  const post = (path: string, body: string, extra: Partial<Scenario> = {}): Scenario => ({
+    url,
+    path,
+    method: 'POST',
+    ...extra,
+    headers: { 'content-type': FORM, ...extra.headers },
+    body,
+  });
+  const grant = (resource: string) =>
+    new URLSearchParams({ grant_type: 'client_credentials', resource }).toString();
+  const introspect = (token: string) => new URLSearchParams({ token }).toString();
+  return [
+    [
+      'token secret+DPoP → JWT',
+      post('/token', grant(JWT_API), { dpop: true, headers: { authorization: secretAuth } }),
+    ],
+    [
+      'token private_key_jwt+DPoP → JWT',
+      post('/token', grant(JWT_API), { dpop: true, assertion: keyClient }),
+    ],
+    [
+      'token secret+DPoP → opaque',
+      post('/token', grant(OPAQUE_API), { dpop: true, headers: { authorization: secretAuth } }),
+    ],
+    ['introspect JWT', post('/token/introspection', introspect(jwt), { headers: { authorization: rsAuth } })],
+    [
+      'introspect opaque',
+      post('/token/introspection', introspect(opaque), { headers: { authorization: rsAuth } }),
+    ],
+    ['JWKS', { url, path: '/jwks', method: 'GET' }],
+    ['JWKS If-None-Match', { url, path: '/jwks', method: 'GET', headers: { 'if-none-match': etag } }],
+  ];
+}
+
+/** The scenarios BENCH_SCENARIOS selects, one after the other, with the server's peak RSS during each. */
+async function runScenarios(
+  database: string,
+  server: RunningServer,
+  scenarios: readonly [string, Scenario][],
+): Promise<Row[]> {
+  const wanted = process.env.BENCH_SCENARIOS?.split(',');
+  const rows: Row[] = [];
+  for (const [scenario, spec] of scenarios) {
+    if (wanted && !wanted.some((prefix) => scenario.startsWith(prefix))) continue;
+    const [result, rssMb] = await withPeakRss(server.process.pid ?? 0, () => load(spec));
+    rows.push({ database, scenario, rssMb, ...result });
+  }
+  return rows;
+}
+
+/**
+ * Plain oidc-provider with its memory adapter and the same token configuration, measured by the same load
+ * generator. Introspecting a JWT is left out: the plain provider cannot (it answers inactive without looking).
+ */
+async function benchBaseline(): Promise<{ rows: Row[]; readyMs: number }> {
+  const pair = await generateKeyPair('ES256', { extractable: true });
+  const seeded: Seed = {
+    secretClient: { id: 'bench-secret', secret: randomBytes(32).toString('base64url') },
+    keyClient: { id: 'bench-key', privateJwk: await exportJWK(pair.privateKey) },
+    resourceServer: { id: 'bench-rs', secret: randomBytes(32).toString('base64url') },
+  };
+  const baselineSeed = {
+    ...seeded,
+    keyClient: { id: seeded.keyClient.id, publicJwk: { ...(await exportJWK(pair.publicKey)), alg: 'ES256' } },
+    resources: { jwt: JWT_API, opaque: OPAQUE_API },
+  };
+  const server = await startServer(
+    { BASELINE_SEED: JSON.stringify(baselineSeed) },
+    'bench/baseline-server.ts',
+  );
+  try {
+    const scenarios = (await buildScenarios(server.url, seeded)).filter(
+      ([name]) => name !== 'introspect JWT',
+    );
+    return { rows: await runScenarios('baseline', server, scenarios), readyMs: server.readyMs };
+  } finally {
+    await stopServer(server);
+  }
+}
+
 interface Row extends LoadResult {
   database: string;
   scenario: string;
@@ -224,58 +310,8 @@ async function benchDatabase(kind: string): Promise<{ rows: Row[]; readyMs: numb
     const server = await startServer(env);
     const rows: Row[] = [];
     try {
-      const jwt = await tokenFor(server.url, seeded.secretClient, JWT_API);
-      const opaque = await tokenFor(server.url, seeded.secretClient, OPAQUE_API);
-      const jwks = await fetch(`${server.url}/jwks`);
-      const etag = jwks.headers.get('etag') ?? '';
-      const rsAuth = basicAuth(seeded.resourceServer.id, seeded.resourceServer.secret);
-      const secretAuth = basicAuth(seeded.secretClient.id, seeded.secretClient.secret);
-      const keyClient = { clientId: seeded.keyClient.id, privateJwk: seeded.keyClient.privateJwk };
-      const post = (path: string, body: string, extra: Partial<Scenario> = {}): Scenario => ({
-        url: server.url,
-        path,
-        method: 'POST',
-        ...extra,
-        headers: { 'content-type': FORM, ...extra.headers },
-        body,
-      });
-      const grant = (resource: string) =>
-        new URLSearchParams({ grant_type: 'client_credentials', resource }).toString();
-      const introspect = (token: string) => new URLSearchParams({ token }).toString();
-      const scenarios: [string, Scenario][] = [
-        [
-          'token secret+DPoP → JWT',
-          post('/token', grant(JWT_API), { dpop: true, headers: { authorization: secretAuth } }),
-        ],
-        [
-          'token private_key_jwt+DPoP → JWT',
-          post('/token', grant(JWT_API), { dpop: true, assertion: keyClient }),
-        ],
-        [
-          'token secret+DPoP → opaque',
-          post('/token', grant(OPAQUE_API), { dpop: true, headers: { authorization: secretAuth } }),
-        ],
-        [
-          'introspect JWT',
-          post('/token/introspection', introspect(jwt), { headers: { authorization: rsAuth } }),
-        ],
-        [
-          'introspect opaque',
-          post('/token/introspection', introspect(opaque), { headers: { authorization: rsAuth } }),
-        ],
-        ['JWKS', { url: server.url, path: '/jwks', method: 'GET' }],
-        [
-          'JWKS If-None-Match',
-          { url: server.url, path: '/jwks', method: 'GET', headers: { 'if-none-match': etag } },
-        ],
-      ];
-      const wanted = process.env.BENCH_SCENARIOS?.split(',');
-      for (const [scenario, spec] of scenarios) {
-        if (wanted && !wanted.some((prefix) => scenario.startsWith(prefix))) continue;
-        const pid = server.process.pid ?? 0;
-        const [result, rssMb] = await withPeakRss(pid, () => load(spec));
-        rows.push({ database: kind, scenario, rssMb, ...result });
-      }
+      const scenarios = await buildScenarios(server.url, seeded);
+      rows.push(...(await runScenarios(kind, server, scenarios)));
     } finally {
       await stopServer(server);
     }
@@ -292,11 +328,27 @@ async function benchDatabase(kind: string): Promise<{ rows: Row[]; readyMs: numb
 }
 
 function printTable(rows: Row[]): void {
-  const header = ['database', 'scenario', 'req/s', 'p50 ms', 'p95 ms', 'p99 ms', 'errors', 'peak RSS MB'];
+  const baseline = new Map(rows.filter((r) => r.database === 'baseline').map((r) => [r.scenario, r.rps]));
+  const header = [
+    'database',
+    'scenario',
+    'req/s',
+    '× baseline',
+    'p50 ms',
+    'p95 ms',
+    'p99 ms',
+    'errors',
+    'peak RSS MB',
+  ];
+  const ratio = (r: Row) => {
+    const base = baseline.get(r.scenario);
+    return r.database === 'baseline' || base === undefined ? '' : `${(r.rps / base).toFixed(2)}×`;
+  };
   const lines = rows.map((r) => [
     r.database,
     r.scenario,
     String(r.rps),
+    ratio(r),
     String(r.p50),
     String(r.p95),
     String(r.p99),
@@ -311,6 +363,11 @@ function printTable(rows: Row[]): void {
 }
 
 const all: Row[] = [];
+if (process.env.BENCH_BASELINE !== 'false') {
+  const { rows, readyMs } = await benchBaseline();
+  console.log(`baseline (plain oidc-provider, memory adapter): ready ${readyMs} ms after spawn`);
+  all.push(...rows);
+}
 for (const kind of DATABASES) {
   const { rows, readyMs } = await benchDatabase(kind);
   console.log(`${kind}: ready ${readyMs} ms after spawn`);
