@@ -100,13 +100,21 @@ export async function insertClientIntrospections(
  */
 export async function isTokenOwnerActive(db: Db, clientId: string, issuedAt: Date): Promise<boolean> {
   const row = await db
-    .selectFrom('client')
-    .select('id')
-    .where('id', '=', clientId)
-    .where('disabled_at', 'is', null)
-    .where((w) => w.or([w('tokens_not_before', 'is', null), w('tokens_not_before', '<=', issuedAt)]))
+    .selectFrom('client as c')
+    .select('c.id')
+    .where('c.id', '=', clientId)
+    .where(ownsLiveTokensIssuedAt(issuedAt))
     .executeTakeFirst();
   return row !== undefined;
+}
+
+/** The condition shared by every check of a token's owner: enabled, and not disabled since `issuedAt`. */
+function ownsLiveTokensIssuedAt(issuedAt: Date) {
+  return (eb: ExpressionBuilder<Database & { c: Database['client'] }, 'c'>) =>
+    eb.and([
+      eb('c.disabled_at', 'is', null),
+      eb.or([eb('c.tokens_not_before', 'is', null), eb('c.tokens_not_before', '<=', issuedAt)]),
+    ]);
 }
 
 /** A client as the admin plane shows it: its grants and introspection rights by resource identifier, and the
@@ -310,8 +318,7 @@ export async function findActiveOwnerScopes(
     )
     .select('g.scopes')
     .where('c.id', '=', clientId)
-    .where('c.disabled_at', 'is', null)
-    .where((w) => w.or([w('c.tokens_not_before', 'is', null), w('c.tokens_not_before', '<=', issuedAt)]))
+    .where(ownsLiveTokensIssuedAt(issuedAt))
     .executeTakeFirst();
   return row && (row.scopes ?? []);
 }

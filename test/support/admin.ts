@@ -5,16 +5,17 @@ import { join } from 'node:path';
 import { importJWK } from 'jose';
 import request from 'supertest';
 
+import { ADMIN_PREFIX } from '../../src/admin/admin-api.ts';
 import type { AdminCredentials } from '../../src/admin/bootstrap.ts';
 import { createProof, generateDpopKey, type DpopKey, type ProofOptions } from './dpop.ts';
 import { createClientAssertion, JWT_BEARER_ASSERTION, postToken } from './oauth.ts';
 import type { TestServer } from './server.ts';
 
-export const ADMIN_PREFIX = '/admin/v1';
-
 export async function readAdminCredentials(server: TestServer): Promise<AdminCredentials> {
   return JSON.parse(await readFile(join(server.keysDir, 'admin.json'), 'utf8')) as AdminCredentials;
 }
+
+export { ADMIN_PREFIX };
 
 export interface AdminToken {
   token: string;
