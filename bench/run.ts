@@ -299,6 +299,7 @@ async function benchDatabase(kind: string): Promise<{ rows: Row[]; readyMs: numb
     env = {
       DATABASE_URL: url.href,
       MAYFLY_DPOP_NONCE_SECRET: nonceSecret,
+      MAYFLY_KEK: randomBytes(32).toString('base64url'),
       MAYFLY_KEYS_DIR: join(dir, 'keys'),
     };
   } else {

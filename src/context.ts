@@ -9,11 +9,11 @@ import type { Config } from './config/config.ts';
 import { loadSecrets, type Secrets } from './config/secrets.ts';
 import { connectDatabase, type DatabaseHandle, type Db } from './db/connect.ts';
 import { migrateToLatest } from './db/migrator.ts';
-import { loadSigningKeys, type SigningKeySet } from './keys/signing-keys.ts';
+import { toKek } from './keys/envelope.ts';
+import { KeyRing } from './keys/key-ring.ts';
 import { createAudit, type Audit } from './observability/audit.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { buildProvider } from './oidc/provider.ts';
-import { publishKeys, type PublishedKeys } from './oidc/protocol-routes.ts';
 
 export interface AppContext {
   config: Config;
@@ -22,8 +22,9 @@ export interface AppContext {
   audit: Audit;
   clock: Clock;
   db: Db;
-  keys: SigningKeySet;
-  publishedKeys: PublishedKeys;
+  /** The signing keys as this instance sees them; changes when keys rotate. */
+  keys: KeyRing;
+  /** Rebuilt when the signing key changes (the provider's keystore is fixed per instance). */
   provider: Provider;
   /** What the admin API's operations run with. */
   admin: AdminDeps;
@@ -36,7 +37,7 @@ export interface ContextOverrides {
   logDestination?: DestinationStream;
   /** An already connected database (tests); the context does not close what it did not open. */
   database?: DatabaseHandle;
-  /** Start the scheduled purge of expired rows (default true). */
+  /** Start the scheduled jobs: purge of expired rows, key schedule checks (default true). */
   jobs?: boolean;
 }
 
@@ -51,22 +52,36 @@ export async function createAppContext(
   const database = overrides.database ?? (await connectDatabase(config.database));
   const ownsDatabase = overrides.database === undefined;
   let purgeJob: PurgeJob | undefined;
+  let keys: KeyRing | undefined;
   try {
     const migrations = await migrateToLatest(database.db);
     for (const result of migrations.results ?? [])
       log.info({ migration: result.migrationName }, 'applied migration');
-    const keys = await loadSigningKeys(database.db);
     const audit = createAudit(log);
+    keys = await KeyRing.open({
+      db: database.db,
+      clock,
+      audit,
+      settings: config.keys,
+      keks: [toKek(secrets.kek), ...secrets.previousKeks.map(toKek)],
+      log: log.child({ component: 'keys' }),
+      checkInterval: config.keys.checkInterval,
+    });
     const admin: AdminDeps = {
       db: database.db,
       clock,
       audit,
       tokens: config.tokens,
       secretOverlapSeconds: config.admin.secretOverlapSeconds,
+      keys,
     };
     await bootstrapAdmin({ ...admin, config, log: log.child({ component: 'bootstrap' }) });
-    const provider = buildProvider({ config, secrets, keys, db: database.db, clock, log });
+    const build = () =>
+      buildProvider({ config, secrets, signer: ring.current.signer, db: database.db, clock, log });
+    const ring = keys;
+    const provider = build();
     if (overrides.jobs !== false) {
+      keys.start();
       purgeJob = startPurgeJob(
         database.db,
         clock,
@@ -74,7 +89,7 @@ export async function createAppContext(
         log.child({ component: 'purge' }),
       );
     }
-    return {
+    const context: AppContext = {
       config,
       secrets,
       log,
@@ -82,15 +97,21 @@ export async function createAppContext(
       clock,
       db: database.db,
       keys,
-      publishedKeys: publishKeys(keys.publicJwks),
       provider,
       admin,
       async close() {
+        await ring.stop();
         await purgeJob?.stop();
         if (ownsDatabase) await database.close();
       },
     };
+    // Requests in flight finish on the provider they started with; new ones reach the rebuilt one.
+    keys.onChange((view, previous) => {
+      if (view.signer.kid !== previous.signer.kid) context.provider = build();
+    });
+    return context;
   } catch (error) {
+    await keys?.stop();
     await purgeJob?.stop();
     if (ownsDatabase) await database.close();
     throw error;

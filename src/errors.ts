@@ -16,6 +16,7 @@ export const ERROR_CODES = {
   not_found: 404,
   resource_not_found: 404,
   client_not_found: 404,
+  key_not_found: 404,
   method_not_allowed: 405,
   resource_exists: 409,
   resource_in_use: 409,

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 
 import Koa, { type Context, type Next } from 'koa';
 import mount from 'koa-mount';
+import type Provider from 'oidc-provider';
 
 import type { AppContext } from './context.ts';
 import { serveAdminApi } from './admin/admin-api.ts';
@@ -21,15 +22,12 @@ import {
   serveServerMetadata,
 } from './oidc/protocol-routes.ts';
 
-/** Until keys rotate automatically, the published key set only changes between deployments. */
-const JWKS_MAX_AGE = 300;
-
 export function createApp(app: AppContext): Koa {
   const koa = new Koa({ proxy: app.config.trustProxy });
   koa.silent = true;
   koa.use(errorBoundary(app));
   koa.use(serveHealth());
-  koa.use(serveJwks(() => app.publishedKeys, JWKS_MAX_AGE));
+  koa.use(serveJwks(() => app.keys.current.published, app.config.keys.jwksMaxAge));
   koa.use(
     serveAdminApi({
       auth: {
@@ -37,7 +35,7 @@ export function createApp(app: AppContext): Koa {
         audience: app.config.admin.audience,
         db: app.db,
         clock: app.clock,
-        verificationKeys: () => app.keys.verificationKeys,
+        verificationKeys: () => app.keys.current.verification,
         nonces: app.config.dpop.requireNonce
           ? new AdminNonces(app.secrets.dpopNonceSecret, app.clock)
           : undefined,
@@ -55,12 +53,29 @@ export function createApp(app: AppContext): Koa {
     presentJwtAccessTokens({
       issuer: app.config.issuer,
       clock: app.clock,
-      verificationKeys: () => app.keys.verificationKeys,
+      verificationKeys: () => app.keys.current.verification,
     }),
   );
   koa.use(completeIntrospectionResponse);
-  koa.use(mount(app.provider));
+  koa.use(currentProvider(app));
   return koa;
+}
+
+/**
+ * Hands each request to the provider current when it arrives: a key change swaps the provider without touching
+ * requests already in flight.
+ */
+function currentProvider(app: AppContext) {
+  type Handler = (ctx: Context, next: Next) => Promise<void>;
+  const mounted = new WeakMap<Provider, Handler>();
+  return function provider(ctx: Context, next: Next): Promise<void> {
+    let middleware = mounted.get(app.provider);
+    if (!middleware) {
+      middleware = mount(app.provider) as Handler;
+      mounted.set(app.provider, middleware);
+    }
+    return middleware(ctx, next);
+  };
 }
 
 /** Whatever escapes the provider: a stable JSON error, never a stack trace. */

@@ -8,7 +8,6 @@ import {
   errors as joseErrors,
   jwtVerify,
   type JWK,
-  type JWTVerifyGetKey,
 } from 'jose';
 
 import { insertReplayMarker } from '../adapter/oidc-payload.repository.ts';
@@ -19,6 +18,7 @@ import type { Clock } from '../clock.ts';
 import type { Db } from '../db/connect.ts';
 import { MayflyError } from '../errors.ts';
 import { hasPrivateMembers } from '../keys/jwk.ts';
+import type { VerificationKeys } from '../keys/key-ring.ts';
 import type { JwtAccessTokenClaims } from '../adapter/presented-jwt.ts';
 import { verifyJwtAccessToken } from '../oidc/jwt-access-tokens.ts';
 import { ASYMMETRIC_ALGS } from '../oidc/provider.ts';
@@ -36,7 +36,7 @@ export interface AdminAuthDeps {
   audience: string;
   db: Db;
   clock: Clock;
-  verificationKeys(): JWTVerifyGetKey;
+  verificationKeys(): VerificationKeys;
   /** When set, every proof must carry a nonce this server issued (MAYFLY_DPOP_REQUIRE_NONCE). */
   nonces?: AdminNonces | undefined;
 }

@@ -31,8 +31,10 @@ import { Resource, ResourceIdentifier, ResourceInput, ResourceUpdate } from '../
 import { containsNul, MayflyError, type ErrorCode } from '../errors.ts';
 import { ADMIN_SCOPES, type AdminScope } from '../clients/admin-rights.ts';
 import type { AdminPrincipal } from './admin-auth.ts';
+import type { KeyRing } from '../keys/key-ring.ts';
+import { SigningKeyInfo } from '../keys/key.service.ts';
 
-export type AdminDeps = ResourceDeps & ClientDeps;
+export type AdminDeps = ResourceDeps & ClientDeps & { keys: KeyRing };
 
 export interface AdminRequest<P, Q, B> {
   principal: AdminPrincipal;
@@ -152,6 +154,26 @@ const AuditQuery = z.strictObject({
   since: Timestamp.optional(),
   until: Timestamp.optional(),
 });
+
+const KeyRef = z.strictObject({ kid: z.string().min(1).max(255) });
+const KeyRotation = z
+  .strictObject({
+    immediate: z
+      .boolean({ error: 'expected true or false' })
+      .optional()
+      .meta({ description: 'Sign with a new key at once instead of after the propagation time.' }),
+  })
+  .meta({ id: 'KeyRotation' });
+const SigningKeyList = z.object({ items: z.array(SigningKeyInfo) }).meta({ id: 'SigningKeyList' });
+const KeyRotationResult = z
+  .object({
+    key: SigningKeyInfo,
+    created: z.boolean().meta({ description: 'false: a published successor already existed and is kept.' }),
+  })
+  .meta({ id: 'KeyRotationResult' });
+const KeyRevocationResult = z
+  .object({ key: SigningKeyInfo, signing_kid: z.string().meta({ description: 'The key signing now.' }) })
+  .meta({ id: 'KeyRevocationResult' });
 
 const route = <P, Q, B>(definition: AdminRoute<P, Q, B>) => definition as unknown as AdminRoute;
 
@@ -348,6 +370,49 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     errors: ['invalid_input', 'client_not_found'],
     handle: ({ deps, principal, params, body }) =>
       rotateClientSecret(deps, { id: principal.clientId }, params.client_id, body),
+  }),
+  route({
+    method: 'GET',
+    path: '/keys',
+    operationId: 'listSigningKeys',
+    summary:
+      'The signing keys: phase (published, active, retired, revoked) and the time of each next transition.',
+    scope: READ,
+    status: 200,
+    response: SigningKeyList,
+    errors: [],
+    handle: async ({ deps }) => ({ items: await deps.keys.list() }),
+  }),
+  route({
+    method: 'POST',
+    path: '/keys/rotate',
+    operationId: 'rotateSigningKey',
+    summary:
+      'Start a rotation now: publish a successor that signs after the propagation time (kept if one is already ' +
+      'published). With immediate, a new key signs at once: resource servers holding a cached JWKS meet an ' +
+      'unknown kid until they refetch it.',
+    scope: WRITE,
+    body: KeyRotation,
+    bodyOptional: true,
+    status: 200,
+    response: KeyRotationResult,
+    errors: ['invalid_input'],
+    handle: ({ deps, principal, body }) =>
+      deps.keys.rotate({ id: principal.clientId }, body.immediate ?? false),
+  }),
+  route({
+    method: 'POST',
+    path: '/keys/{kid}/revoke',
+    operationId: 'revokeSigningKey',
+    summary:
+      'Emergency revocation: the key leaves the JWKS at once, every token it signed is inactive, and when it was ' +
+      'signing a successor signs at once.',
+    scope: WRITE,
+    params: KeyRef,
+    status: 200,
+    response: KeyRevocationResult,
+    errors: ['key_not_found'],
+    handle: ({ deps, principal, params }) => deps.keys.revoke({ id: principal.clientId }, params.kid),
   }),
   route({
     method: 'GET',

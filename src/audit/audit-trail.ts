@@ -14,7 +14,7 @@ export interface Actor {
 export interface Change {
   /** `<target type>.<verb>`, e.g. `client.rotate_secret`. */
   action: string;
-  targetType: 'resource' | 'client';
+  targetType: 'resource' | 'client' | 'signing_key';
   targetId: string;
   /** Representations as the admin API shows them: never a secret value or hash. */
   before: object | null;
@@ -62,27 +62,34 @@ export interface ChangeDeps {
 export async function commitChange<T>(
   deps: ChangeDeps,
   actor: Actor,
-  /** `change: null` when nothing changed (e.g. disabling a disabled client): nothing is recorded. */
-  work: (trx: Db, now: Date) => Promise<{ result: T; change: Change | null }>,
+  /**
+   * `change: null` when nothing changed (e.g. disabling a disabled client): nothing is recorded. One operation may
+   * make several changes (a key rotation publishes one key and schedules another), each recorded.
+   */
+  work: (trx: Db, now: Date) => Promise<{ result: T; change: Change | readonly Change[] | null }>,
 ): Promise<T> {
   const now = deps.clock.now();
   // Inside a caller's transaction (the bootstrap), the change joins it.
   const inTransaction = <R>(fn: (trx: Db) => Promise<R>): Promise<R> =>
     deps.db.isTransaction ? fn(deps.db) : deps.db.transaction().execute(fn);
-  const { result, event } = await inTransaction(async (trx) => {
+  const { result, events } = await inTransaction(async (trx) => {
     const { result, change } = await work(trx, now);
-    if (!change) return { result, event: undefined };
-    const row = await insertAuditEvent(trx, {
-      occurred_at: now,
-      actor: actor.id,
-      action: change.action,
-      target_type: change.targetType,
-      target_id: change.targetId,
-      before: change.before && JSON.stringify(change.before),
-      after: change.after && JSON.stringify(change.after),
-    });
-    return { result, event: toAuditEvent(row) };
+    const changes: readonly Change[] = change === null ? [] : Array.isArray(change) ? change : [change];
+    const events: AuditEvent[] = [];
+    for (const one of changes) {
+      const row = await insertAuditEvent(trx, {
+        occurred_at: now,
+        actor: actor.id,
+        action: one.action,
+        target_type: one.targetType,
+        target_id: one.targetId,
+        before: one.before && JSON.stringify(one.before),
+        after: one.after && JSON.stringify(one.after),
+      });
+      events.push(toAuditEvent(row));
+    }
+    return { result, events };
   });
-  if (event) deps.audit.adminChange(event);
+  for (const event of events) deps.audit.adminChange(event);
   return result;
 }

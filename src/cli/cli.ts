@@ -11,6 +11,7 @@ import { AUDIT_COMMANDS } from './audit.commands.ts';
 import { CLIENT_COMMANDS } from './client.commands.ts';
 import { formatCommandName, type Command, type CommandContext } from './command.ts';
 import { DEMO_COMMANDS } from './demo.command.ts';
+import { KEY_COMMANDS } from './key.commands.ts';
 import { CliError, UsageError } from './errors.ts';
 import { createOutput, type Output } from './output.ts';
 import { RESOURCE_COMMANDS } from './resource.commands.ts';
@@ -20,6 +21,7 @@ import type { CliDefaults } from './settings.ts';
 export const COMMANDS: readonly Command[] = [
   ...RESOURCE_COMMANDS,
   ...CLIENT_COMMANDS,
+  ...KEY_COMMANDS,
   ...AUDIT_COMMANDS,
   ...DEMO_COMMANDS,
   ...SERVER_COMMANDS,

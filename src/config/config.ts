@@ -3,6 +3,15 @@ import { z } from 'zod';
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+/** Signing algorithms Mayfly can generate keys for; a change rotates through the key lifecycle. */
+export const SIGNING_ALGS = ['ES256', 'EdDSA', 'PS256'] as const;
+export type SigningAlg = (typeof SIGNING_ALGS)[number];
+
+/** Clock difference tolerated between Mayfly and a resource server when keeping retired keys published. */
+export const CLOCK_SKEW_SECONDS = 60;
+/** Time a resource server is given, beyond the JWKS max-age, to refetch the key set. */
+export const JWKS_REFRESH_MARGIN_SECONDS = 60;
+
 export type DatabaseConfig =
   { kind: 'postgres'; url: string; poolMax: number } | { kind: 'pglite'; dataDir: string | undefined };
 
@@ -26,6 +35,7 @@ export interface Config {
     defaultTtl: number;
   };
   purgeIntervalSeconds: number;
+  keys: KeySettings;
   /** Allow clients' jwks_uri to resolve to loopback or private addresses (off: SSRF protection). */
   jwksUriAllowPrivate: boolean;
   admin: {
@@ -38,6 +48,28 @@ export interface Config {
     /** The first admin client's id; random when unset. */
     bootstrapClientId: string | undefined;
   };
+}
+
+/** The signing-key lifecycle; every duration in seconds. See src/keys/lifecycle.ts. */
+export interface KeySettings {
+  alg: SigningAlg;
+  /** How long a key signs before its successor takes over. */
+  rotationInterval: number;
+  /** How long a key is published before it signs: at least the JWKS max-age plus a margin. */
+  propagation: number;
+  /** How long a retired key stays published: at least the longest token lifetime plus clock skew. */
+  retention: number;
+  /** `Cache-Control: max-age` of the JWKS. */
+  jwksMaxAge: number;
+  /** How often each instance re-reads the key table and runs the planner. */
+  checkInterval: number;
+  /**
+   * Key-encryption key (32 bytes) from MAYFLY_KEK; when absent the embedded default keeps one under keysDir, and a
+   * server on Postgres refuses to start.
+   */
+  kek: Buffer | undefined;
+  /** Former KEKs (MAYFLY_KEK_PREVIOUS) still accepted for unwrapping while keys are re-wrapped. */
+  previousKeks: Buffer[];
 }
 
 /** Start-up refused: names every offending variable and what it expects. */
@@ -98,6 +130,32 @@ const EnvSchema = z.object({
   MAYFLY_JWKS_URI_ALLOW_PRIVATE: flag.default(false),
   MAYFLY_SECRET_OVERLAP: integer(0, 2_592_000).default(86_400),
   MAYFLY_ADMIN_JWKS_FILE: nonEmpty.optional(),
+  MAYFLY_SIGNING_ALG: z
+    .string()
+    .trim()
+    .pipe(z.enum(SIGNING_ALGS, { error: `expected one of ${SIGNING_ALGS.join(', ')}` }))
+    .default('ES256'),
+  MAYFLY_KEY_ROTATION_INTERVAL: integer(60, 31_536_000).default(86_400),
+  MAYFLY_KEY_PROPAGATION: integer(10, 2_592_000).default(3_600),
+  MAYFLY_KEY_RETENTION: integer(60, 2_592_000).optional(),
+  MAYFLY_JWKS_MAX_AGE: integer(0, 86_400).default(300),
+  MAYFLY_KEY_CHECK_INTERVAL: integer(1, 3_600).default(5),
+  // Key material: the values never appear in an error message.
+  MAYFLY_KEK: z
+    .string()
+    .trim()
+    .refine((v) => decodeSecret(v) !== undefined, 'expected 32 bytes encoded as base64url (43 characters)')
+    .transform((v) => decodeSecret(v) ?? Buffer.alloc(0))
+    .optional(),
+  MAYFLY_KEK_PREVIOUS: z
+    .string()
+    .trim()
+    .refine(
+      (v) => v.split(',').every((part) => decodeSecret(part.trim()) !== undefined),
+      'expected a comma-separated list of 32-byte keys encoded as base64url',
+    )
+    .transform((v) => v.split(',').map((part) => decodeSecret(part.trim()) ?? Buffer.alloc(0)))
+    .optional(),
   // RFC 6749 §2.2 / Appendix A.1: client_id = *VSCHAR.
   MAYFLY_ADMIN_CLIENT_ID: nonEmpty
     .regex(/^[\x20-\x7E]{1,255}$/, 'expected 1 to 255 printable ASCII characters')
@@ -134,6 +192,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 
   const problems: string[] = [];
   const issuer = normalizeIssuer(e.MAYFLY_ISSUER ?? `http://localhost:${e.PORT}`, problems);
+  const keys = keySettings(e, problems);
   if (problems.length) throw new ConfigError(problems);
 
   return {
@@ -149,6 +208,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dpop: { nonceSecret: e.MAYFLY_DPOP_NONCE_SECRET, requireNonce: e.MAYFLY_DPOP_REQUIRE_NONCE },
     tokens: { maxTtl: e.MAYFLY_MAX_TOKEN_TTL, defaultTtl: Math.min(300, e.MAYFLY_MAX_TOKEN_TTL) },
     purgeIntervalSeconds: e.MAYFLY_PURGE_INTERVAL,
+    keys,
     jwksUriAllowPrivate: e.MAYFLY_JWKS_URI_ALLOW_PRIVATE,
     admin: {
       audience: `${issuer}/admin`,
@@ -159,7 +219,47 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   };
 }
 
-const SECRET_VARIABLES = new Set(['MAYFLY_DPOP_NONCE_SECRET']);
+/**
+ * The lifecycle settings and the relations between them that keep the schedule safe: a key is published long
+ * enough for every cache to hold it before it signs, and stays published until its last token has expired.
+ */
+function keySettings(e: z.output<typeof EnvSchema>, problems: string[]): KeySettings {
+  const minPropagation = e.MAYFLY_JWKS_MAX_AGE + JWKS_REFRESH_MARGIN_SECONDS;
+  if (e.MAYFLY_KEY_PROPAGATION < minPropagation) {
+    problems.push(
+      `MAYFLY_KEY_PROPAGATION: expected at least ${minPropagation} (MAYFLY_JWKS_MAX_AGE ${e.MAYFLY_JWKS_MAX_AGE} ` +
+        `plus a ${JWKS_REFRESH_MARGIN_SECONDS} s margin), so resource servers hold a key before it signs ` +
+        `(got ${e.MAYFLY_KEY_PROPAGATION})`,
+    );
+  }
+  if (e.MAYFLY_KEY_ROTATION_INTERVAL <= e.MAYFLY_KEY_PROPAGATION) {
+    problems.push(
+      `MAYFLY_KEY_ROTATION_INTERVAL: expected more than MAYFLY_KEY_PROPAGATION (${e.MAYFLY_KEY_PROPAGATION}): ` +
+        `a successor is published one propagation time before it signs (got ${e.MAYFLY_KEY_ROTATION_INTERVAL})`,
+    );
+  }
+  const minRetention = e.MAYFLY_MAX_TOKEN_TTL + CLOCK_SKEW_SECONDS;
+  const retention = e.MAYFLY_KEY_RETENTION ?? Math.max(3_600, minRetention);
+  if (retention < minRetention) {
+    problems.push(
+      `MAYFLY_KEY_RETENTION: expected at least ${minRetention} (MAYFLY_MAX_TOKEN_TTL ${e.MAYFLY_MAX_TOKEN_TTL} ` +
+        `plus ${CLOCK_SKEW_SECONDS} s of clock skew), so every unexpired token's key stays published ` +
+        `(got ${retention})`,
+    );
+  }
+  return {
+    alg: e.MAYFLY_SIGNING_ALG,
+    rotationInterval: e.MAYFLY_KEY_ROTATION_INTERVAL,
+    propagation: e.MAYFLY_KEY_PROPAGATION,
+    retention,
+    jwksMaxAge: e.MAYFLY_JWKS_MAX_AGE,
+    checkInterval: e.MAYFLY_KEY_CHECK_INTERVAL,
+    kek: e.MAYFLY_KEK,
+    previousKeks: e.MAYFLY_KEK_PREVIOUS ?? [],
+  };
+}
+
+const SECRET_VARIABLES = new Set(['MAYFLY_DPOP_NONCE_SECRET', 'MAYFLY_KEK', 'MAYFLY_KEK_PREVIOUS']);
 
 /**
  * The offending value, so the operator sees what was read — except secrets, and except credentials inside a URL

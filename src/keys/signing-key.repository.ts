@@ -1,25 +1,34 @@
-import { sql } from 'kysely';
-
 import type { Db } from '../db/connect.ts';
-import type { NewSigningKeyRow, SigningKeyRow } from '../db/tables/signing-key.table.ts';
+import type { NewSigningKeyRow, SigningKeyRow, SigningKeyUpdate } from '../db/tables/signing-key.table.ts';
 
 export async function findSigningKeys(db: Db): Promise<SigningKeyRow[]> {
-  return db.selectFrom('signing_key').selectAll().orderBy('activated_at', 'desc').execute();
+  return db.selectFrom('signing_key').selectAll().orderBy('activates_at', 'desc').orderBy('kid').execute();
 }
 
-/**
- * Inserts the first key unless one exists, under a transaction-scoped advisory lock so that instances starting
- * together on one database create exactly one.
- */
-export async function insertFirstSigningKey(
-  db: Db,
-  lockKey: number,
-  makeKey: () => Promise<NewSigningKeyRow>,
-): Promise<void> {
-  await db.transaction().execute(async (trx) => {
-    await sql`select pg_advisory_xact_lock(${lockKey})`.execute(trx);
-    const existing = await trx.selectFrom('signing_key').select('kid').limit(1).executeTakeFirst();
-    if (existing) return;
-    await trx.insertInto('signing_key').values(await makeKey()).execute();
-  });
+/** The rows a change is decided on, locked until the transaction ends. */
+export async function lockSigningKeys(trx: Db): Promise<SigningKeyRow[]> {
+  return trx
+    .selectFrom('signing_key')
+    .selectAll()
+    .orderBy('activates_at', 'desc')
+    .orderBy('kid')
+    .forUpdate()
+    .execute();
+}
+
+export async function insertSigningKey(trx: Db, row: NewSigningKeyRow): Promise<SigningKeyRow> {
+  return trx.insertInto('signing_key').values(row).returningAll().executeTakeFirstOrThrow();
+}
+
+export async function updateSigningKey(trx: Db, kid: string, change: SigningKeyUpdate): Promise<SigningKeyRow> {
+  return trx
+    .updateTable('signing_key')
+    .set(change)
+    .where('kid', '=', kid)
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+export async function deleteSigningKey(trx: Db, kid: string): Promise<void> {
+  await trx.deleteFrom('signing_key').where('kid', '=', kid).execute();
 }

@@ -1,6 +1,6 @@
 import { IncomingMessage } from 'node:http';
 
-import { decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { decodeProtectedHeader, errors as joseErrors, jwtVerify } from 'jose';
 import type { Context, Next } from 'koa';
 
 import {
@@ -10,7 +10,7 @@ import {
 } from '../adapter/presented-jwt.ts';
 import type { Clock } from '../clock.ts';
 import { readRequestBody } from '../http/request-body.ts';
-import { SIGNING_ALG } from '../keys/signing-keys.ts';
+import type { VerificationKeys } from '../keys/key-ring.ts';
 import { ROUTES } from './protocol-routes.ts';
 
 const BODY_LIMIT = 56 * 1024;
@@ -20,7 +20,7 @@ export interface JwtPresentationOptions {
   issuer: string;
   clock: Clock;
   /** Read per request: the key set changes when keys rotate. */
-  verificationKeys(): JWTVerifyGetKey;
+  verificationKeys(): VerificationKeys;
 }
 
 /**
@@ -85,10 +85,11 @@ export async function verifyJwtAccessToken(
   token: string,
   options: JwtPresentationOptions & { clockToleranceSeconds?: number },
 ): Promise<JwtAccessTokenClaims> {
-  const { payload } = await jwtVerify(token, options.verificationKeys(), {
+  const { getKey, algorithms } = options.verificationKeys();
+  const { payload } = await jwtVerify(token, getKey, {
     issuer: options.issuer,
     typ: 'at+jwt',
-    algorithms: [SIGNING_ALG],
+    algorithms,
     currentDate: options.clock.now(),
     clockTolerance: options.clockToleranceSeconds ?? 0,
     requiredClaims: ['jti', 'iat', 'exp', 'client_id', 'aud'],

@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
-
 import type { Context, Next } from 'koa';
+
+import type { PublishedKeys } from '../keys/key-ring.ts';
 
 export const ROUTES = {
   token: '/token',
@@ -73,18 +73,10 @@ export function serveServerMetadata() {
   };
 }
 
-export interface PublishedKeys {
-  body: string;
-  etag: string;
-}
-
-export function publishKeys(publicJwks: { keys: unknown[] }): PublishedKeys {
-  const body = JSON.stringify(publicJwks);
-  return { body, etag: `"${createHash('sha256').update(body).digest('base64url')}"` };
-}
-
 /**
- * Serves the public signing keys from memory with an ETag, so resource servers revalidate cheaply.
+ * Serves the public signing keys from memory with an ETag, so resource servers revalidate cheaply. The max-age
+ * is below the key propagation time (checked at start-up), so a cache that honours it holds every key before
+ * the key signs.
  */
 export function serveJwks(current: () => PublishedKeys, maxAgeSeconds: number) {
   return async function jwks(ctx: Context, next: Next): Promise<void> {

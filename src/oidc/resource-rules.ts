@@ -1,7 +1,12 @@
-import { errors, type Client, type KoaContextWithOIDC, type ResourceServer } from 'oidc-provider';
+import {
+  errors,
+  type AsymmetricSigningAlgorithm,
+  type Client,
+  type KoaContextWithOIDC,
+  type ResourceServer,
+} from 'oidc-provider';
 
 import { clientFacts } from './client-metadata.ts';
-import { SIGNING_ALG } from '../keys/signing-keys.ts';
 
 /**
  * Every token names exactly one audience, so `resource` is mandatory: a request without it fails rather than
@@ -25,6 +30,8 @@ export function resolveResourceServer(
   resource: string,
   client: Client,
   maxTtl: number,
+  /** The algorithm of the key signing now. */
+  signingAlg: AsymmetricSigningAlgorithm,
 ): ResourceServer {
   const params = ctx.oidc.params as { scope?: string; resource?: unknown } | undefined;
   if (Array.isArray(params?.resource) && params.resource.length > 1) {
@@ -48,7 +55,7 @@ export function resolveResourceServer(
     audience: resource,
     accessTokenTTL: Math.min(grant.tokenTtl, maxTtl),
     accessTokenFormat: grant.tokenFormat,
-    jwt: { sign: { alg: SIGNING_ALG } },
+    jwt: { sign: { alg: signingAlg } },
   };
 }
 

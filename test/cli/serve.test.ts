@@ -34,6 +34,7 @@ async function serverEnvironment(name: string): Promise<Record<string, string>> 
     ...shared,
     DATABASE_URL: database.config.kind === 'postgres' ? database.config.url : '',
     MAYFLY_DPOP_NONCE_SECRET: randomBytes(32).toString('base64url'),
+    MAYFLY_KEK: database.kek,
   };
 }
 

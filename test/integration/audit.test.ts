@@ -156,8 +156,7 @@ it('writes one audit line per token, introspection and revocation outcome, with 
     expect.objectContaining({ outcome: 'success', revoked: true, resource: LEDGER }),
   ]);
 
-  const signingKeys = await server.app.db.selectFrom('signing_key').select('private_jwk').execute();
-  secrets.push(...signingKeys.map((row) => String(row.private_jwk.d)));
+  secrets.push(String(server.app.keys.current.signer.privateJwk.d));
 
   const everything = server.logs.text();
   expect(server.logs.lines.length).toBeGreaterThan(10);

@@ -156,6 +156,7 @@ describe('admin bootstrap', () => {
       MAYFLY_ISSUER: 'https://auth.example.com',
       MAYFLY_KEYS_DIR: keysDir,
       MAYFLY_DPOP_NONCE_SECRET: randomBytes(32).toString('base64url'),
+      MAYFLY_KEK: database.kek,
       LOG_LEVEL: 'silent',
       ...(database.config.kind === 'postgres' ? { DATABASE_URL: database.config.url } : {}),
     });

@@ -106,6 +106,7 @@ it('creates exactly one first signing key when instances start together on a fre
   try {
     const config = loadConfig({
       MAYFLY_DPOP_NONCE_SECRET: randomBytes(32).toString('base64url'),
+      MAYFLY_KEK: fresh.kek,
       ...(fresh.config.kind === 'postgres' ? { DATABASE_URL: fresh.config.url } : {}),
       LOG_LEVEL: 'silent',
     });
@@ -116,7 +117,7 @@ it('creates exactly one first signing key when instances start together on a fre
     const contexts = await Promise.all(
       handles.map((handle) => createAppContext(config, { database: handle, jobs: false })),
     );
-    const kids = new Set(contexts.map((c) => c.keys.publicJwks.keys.map((k) => k.kid).join()));
+    const kids = new Set(contexts.map((c) => c.keys.current.publicJwks.keys.map((k) => k.kid).join()));
     expect(kids.size).toBe(1);
     const rows = await fresh.handle.db.selectFrom('signing_key').select('kid').execute();
     expect(rows).toHaveLength(1);

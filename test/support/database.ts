@@ -9,6 +9,8 @@ export interface TestDatabase {
   config: DatabaseConfig;
   /** A connected handle; tests that restart the server open their own from `config`. */
   handle: DatabaseHandle;
+  /** The KEK its signing keys are sealed under: every server started on this database uses it. */
+  kek: string;
   drop(): Promise<void>;
 }
 
@@ -18,10 +20,11 @@ export interface TestDatabase {
  */
 export async function createTestDatabase(options: { pgliteDir?: string } = {}): Promise<TestDatabase> {
   const serverUrl = process.env.DATABASE_URL;
+  const kek = randomBytes(32).toString('base64url');
   if (!serverUrl) {
     const config: DatabaseConfig = { kind: 'pglite', dataDir: options.pgliteDir };
     const handle = await connectDatabase(config);
-    return { config, handle, drop: () => handle.close() };
+    return { config, handle, kek, drop: () => handle.close() };
   }
   const name = `mayfly_test_${randomBytes(6).toString('hex')}`;
   await withAdmin(serverUrl, (admin) => admin.query(`create database ${name}`));
@@ -32,6 +35,7 @@ export async function createTestDatabase(options: { pgliteDir?: string } = {}): 
   return {
     config,
     handle,
+    kek,
     async drop() {
       await handle.close();
       await withAdmin(serverUrl, (admin) => admin.query(`drop database if exists ${name} with (force)`));

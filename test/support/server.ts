@@ -66,6 +66,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     HOST: '127.0.0.1',
     MAYFLY_ISSUER: url,
     MAYFLY_DPOP_NONCE_SECRET: randomBytes(32).toString('base64url'),
+    MAYFLY_KEK: database.kek,
     LOG_LEVEL: 'info',
     ...(database.config.kind === 'postgres' ? { DATABASE_URL: database.config.url } : {}),
     ...options.env,

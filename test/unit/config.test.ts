@@ -5,9 +5,10 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 import { ConfigError, loadConfig } from '../../src/config/config.ts';
-import { loadSecrets, NONCE_SECRET_FILE } from '../../src/config/secrets.ts';
+import { KEK_FILE, loadSecrets, NONCE_SECRET_FILE } from '../../src/config/secrets.ts';
 
 const SECRET = 'snLyLT0ghNnRWc_TryfNloCptr_12VfDK8c8aYNknqE';
+const KEK = 'q2dVLX8hFcCmJq1Yk3v0Bf7nTzR9sWeA4uGxHiLoMpE';
 
 function problems(env: Record<string, string>): string[] {
   try {
@@ -133,14 +134,92 @@ describe('loadSecrets', () => {
     expect(await readFile(join(dir, NONCE_SECRET_FILE), 'utf8')).toBe('garbage\n');
   });
 
-  it('requires the secret from the environment when instances share Postgres', async () => {
+  it('requires the nonce secret and the KEK from the environment when instances share Postgres', async () => {
+    const refusal = loadSecrets(loadConfig({ DATABASE_URL: 'postgres://db/x', MAYFLY_KEYS_DIR: dir }));
+    await expect(refusal).rejects.toThrow(/MAYFLY_DPOP_NONCE_SECRET: required when DATABASE_URL is set/);
+    await expect(refusal).rejects.toThrow(/MAYFLY_KEK: required when DATABASE_URL is set/);
+    // No silent default: nothing was generated for a Postgres deployment.
+    await expect(stat(join(dir, KEK_FILE))).rejects.toThrow(/ENOENT/);
     await expect(
-      loadSecrets(loadConfig({ DATABASE_URL: 'postgres://db/x', MAYFLY_KEYS_DIR: dir })),
-    ).rejects.toThrow(/MAYFLY_DPOP_NONCE_SECRET: required when DATABASE_URL is set/);
+      loadSecrets(loadConfig({ DATABASE_URL: 'postgres://db/x', MAYFLY_DPOP_NONCE_SECRET: SECRET })),
+    ).rejects.toThrow(/^(?![\s\S]*NONCE_SECRET: required)[\s\S]*MAYFLY_KEK: required/);
     const secrets = await loadSecrets(
-      loadConfig({ DATABASE_URL: 'postgres://db/x', MAYFLY_DPOP_NONCE_SECRET: SECRET }),
+      loadConfig({ DATABASE_URL: 'postgres://db/x', MAYFLY_DPOP_NONCE_SECRET: SECRET, MAYFLY_KEK: KEK }),
     );
     expect(secrets.dpopNonceSecret.toString('base64url')).toBe(SECRET);
+    expect(secrets.kek.toString('base64url')).toBe(KEK);
+  });
+
+  it('generates the embedded KEK once, mode 0600, and prefers MAYFLY_KEK when set', async () => {
+    const first = await loadSecrets(loadConfig({ MAYFLY_KEYS_DIR: dir }));
+    const path = join(dir, KEK_FILE);
+    expect((await stat(path)).mode & 0o777).toBe(0o600);
+    expect((await readFile(path, 'utf8')).trim()).toBe(first.kek.toString('base64url'));
+    const again = await loadSecrets(loadConfig({ MAYFLY_KEYS_DIR: dir }));
+    expect(again.kek.equals(first.kek)).toBe(true);
+    expect(first.kek.equals(first.dpopNonceSecret)).toBe(false);
+    const explicit = await loadSecrets(loadConfig({ MAYFLY_KEYS_DIR: dir, MAYFLY_KEK: KEK }));
+    expect(explicit.kek.toString('base64url')).toBe(KEK);
+  });
+
+  it('reads former KEKs for re-wrapping', async () => {
+    const secrets = await loadSecrets(
+      loadConfig({ MAYFLY_KEYS_DIR: dir, MAYFLY_KEK: KEK, MAYFLY_KEK_PREVIOUS: ` ${SECRET} , ${KEK}` }),
+    );
+    expect(secrets.previousKeks.map((k) => k.toString('base64url'))).toEqual([SECRET, KEK]);
+  });
+});
+
+describe('signing key settings', () => {
+  it('defaults to ES256, daily rotation, an hour of propagation and of retention', () => {
+    expect(loadConfig({}).keys).toEqual({
+      alg: 'ES256',
+      rotationInterval: 86_400,
+      propagation: 3_600,
+      retention: 3_600,
+      jwksMaxAge: 300,
+      checkInterval: 5,
+      kek: undefined,
+      previousKeks: [],
+    });
+  });
+
+  it('keeps retention above the longest token lifetime plus clock skew by default', () => {
+    expect(loadConfig({ MAYFLY_MAX_TOKEN_TTL: '3600' }).keys.retention).toBe(3_660);
+  });
+
+  it('refuses a schedule under which a resource server could meet an unknown kid or lose a live key', () => {
+    expect(problems({ MAYFLY_KEY_PROPAGATION: '300' })).toEqual([
+      expect.stringMatching(/^MAYFLY_KEY_PROPAGATION: expected at least 360 \(MAYFLY_JWKS_MAX_AGE 300 plus/),
+    ]);
+    expect(problems({ MAYFLY_KEY_ROTATION_INTERVAL: '3600' })).toEqual([
+      expect.stringMatching(
+        /^MAYFLY_KEY_ROTATION_INTERVAL: expected more than MAYFLY_KEY_PROPAGATION \(3600\)/,
+      ),
+    ]);
+    expect(problems({ MAYFLY_MAX_TOKEN_TTL: '900', MAYFLY_KEY_RETENTION: '900' })).toEqual([
+      expect.stringMatching(
+        /^MAYFLY_KEY_RETENTION: expected at least 960 \(MAYFLY_MAX_TOKEN_TTL 900 plus 60 s/,
+      ),
+    ]);
+    expect(problems({ MAYFLY_SIGNING_ALG: 'HS256' })).toEqual([
+      'MAYFLY_SIGNING_ALG: expected one of ES256, EdDSA, PS256 (got "HS256")',
+    ]);
+    expect(
+      loadConfig({ MAYFLY_SIGNING_ALG: 'EdDSA', MAYFLY_JWKS_MAX_AGE: '60', MAYFLY_KEY_PROPAGATION: '120' })
+        .keys,
+    ).toMatchObject({ alg: 'EdDSA', jwksMaxAge: 60, propagation: 120 });
+  });
+
+  it('never echoes a malformed KEK', () => {
+    const [kek, previous] = problems({
+      MAYFLY_KEK: 'not-a-key-zzzz',
+      MAYFLY_KEK_PREVIOUS: `${KEK},short-one`,
+    });
+    expect(kek).toBe('MAYFLY_KEK: expected 32 bytes encoded as base64url (43 characters)');
+    expect(previous).toBe(
+      'MAYFLY_KEK_PREVIOUS: expected a comma-separated list of 32-byte keys encoded as base64url',
+    );
   });
 });
 
