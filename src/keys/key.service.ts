@@ -102,15 +102,22 @@ export function toKeyInfo(
   };
 }
 
-/** A new key pair of `alg`, its private half sealed under the KEK. */
+/**
+ * A new key pair of `alg`, its private half sealed under the KEK. The kid is the key's RFC 7638 thumbprint; one
+ * starting with `-` or `_` is drawn again, so that a kid typed on a command line is never read as an option.
+ */
 async function generateSigningKey(alg: string, kek: Kek) {
-  const { privateKey } = await generateKeyPair(alg, {
-    extractable: true,
-    ...(alg === 'EdDSA' ? { crv: 'Ed25519' } : {}),
-    ...(alg.startsWith('PS') || alg.startsWith('RS') ? { modulusLength: 2048 } : {}),
-  });
-  const jwk = await exportJWK(privateKey);
-  const kid = await calculateJwkThumbprint(jwk);
+  let jwk: Awaited<ReturnType<typeof exportJWK>>;
+  let kid: string;
+  do {
+    const { privateKey } = await generateKeyPair(alg, {
+      extractable: true,
+      ...(alg === 'EdDSA' ? { crv: 'Ed25519' } : {}),
+      ...(alg.startsWith('PS') || alg.startsWith('RS') ? { modulusLength: 2048 } : {}),
+    });
+    jwk = await exportJWK(privateKey);
+    kid = await calculateJwkThumbprint(jwk);
+  } while (/^[-_]/.test(kid));
   // alg and use keep the provider's key selection working (keys without them are skipped for signing).
   const privateJwk = { ...jwk, kid, alg, use: 'sig' } as Jwk;
   return { kid, alg, publicJwk: toPublicJwk(privateJwk), sealed: seal(kek, kid, privateJwk) };
