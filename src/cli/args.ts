@@ -217,7 +217,7 @@ export function formatGroupHelp(group: string, commands: readonly Command[]): st
 export function formatMainHelp(commands: readonly Command[]): string {
   return (
     'Usage: mayfly <command> [options]\n\n' +
-    'Manage a Mayfly authorization server: its resources (APIs), clients and audit trail.\n\n' +
+    'Manage a Mayfly authorization server: its resources (APIs), clients, signing keys and audit trail.\n\n' +
     `Commands:\n${formatTwoColumns(commands.map((c) => [c.path.join(' '), c.summary]))}\n\n` +
     'Admin commands authenticate with the credentials file Mayfly writes on its first start\n' +
     '(keys/admin.json) and accept --url, --credentials and --json.\n' +

@@ -71,7 +71,7 @@ const RotationResult = z.object({ key: SigningKeyInfo, created: z.boolean() });
 
 const rotateKeys = defineCommand({
   path: ['key', 'rotate'],
-  summary: 'start a key rotation now',
+  summary: 'publish a successor now; it signs after the propagation time (--now: at once, risky)',
   description:
     'Publish a successor key now; it signs once it has been published for the propagation time\n' +
     '(MAYFLY_KEY_PROPAGATION), so resource servers already hold it. With --now the new key signs at once:\n' +
@@ -142,11 +142,8 @@ const rewrapKeys = defineCommand({
     const { rewrap } = await import('../keys/rewrap-cli.ts');
     try {
       const result = await rewrap();
-      print(
-        context,
-        result,
-        () =>
-          `Re-wrapped ${result.rewrapped} key(s) under KEK ${result.kek}; sealed ${result.sealed} stored in clear; ` +
+      context.out.result(
+        `Re-wrapped ${result.rewrapped} key(s) under KEK ${result.kek}; sealed ${result.sealed} stored in clear; ` +
           `${result.unchanged} already under it.\n`,
       );
     } catch (error) {

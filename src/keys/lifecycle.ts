@@ -56,20 +56,25 @@ export type KeyAction =
 const seconds = (n: number) => n * 1000;
 const later = (at: Date, s: number) => new Date(at.getTime() + seconds(s));
 
-/** The key that signs at `now`: the latest activated key that is not revoked. */
+/**
+ * The key that signs at `now`: the latest activated key that is not revoked (on a tie, the latest published,
+ * then the greatest kid, so every instance picks the same one).
+ */
 export function signingKeyAt(keys: readonly KeyState[], now: Date): KeyState | undefined {
   let signer: KeyState | undefined;
   for (const key of keys) {
     if (key.revokedAt || key.activatesAt > now) continue;
-    if (
-      !signer ||
-      key.activatesAt > signer.activatesAt ||
-      (key.activatesAt.getTime() === signer.activatesAt.getTime() && key.kid > signer.kid)
-    ) {
-      signer = key;
-    }
+    if (!signer || compareRecency(key, signer) > 0) signer = key;
   }
   return signer;
+}
+
+function compareRecency(a: KeyState, b: KeyState): number {
+  return (
+    a.activatesAt.getTime() - b.activatesAt.getTime() ||
+    a.publishedAt.getTime() - b.publishedAt.getTime() ||
+    (a.kid > b.kid ? 1 : a.kid < b.kid ? -1 : 0)
+  );
 }
 
 export function phaseAt(keys: readonly KeyState[], key: KeyState, now: Date): KeyPhase {
@@ -230,7 +235,7 @@ function retire(signer: KeyState, at: Date, settings: LifecycleSettings): KeyAct
 export function nextChangeAt(keys: readonly KeyState[], now: Date, settings: LifecycleSettings): Date | undefined {
   const candidates: Date[] = [];
   for (const key of keys) {
-    if (key.activatesAt > now) candidates.push(key.activatesAt);
+    if (!key.revokedAt && key.activatesAt > now) candidates.push(key.activatesAt);
     if (key.removesAt && key.removesAt > now) candidates.push(key.removesAt);
   }
   const signer = signingKeyAt(keys, now);
@@ -302,7 +307,10 @@ export function applyActions(
       }
       case 'activate': {
         const key = find(action.kid);
-        if (key) key.activatesAt = action.at;
+        if (key) {
+          key.activatesAt = action.at;
+          if (action.at <= now) key.recordedPhase = 'active';
+        }
         break;
       }
       case 'revoke': {
