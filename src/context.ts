@@ -8,11 +8,13 @@ import { systemClock, type Clock } from './clock.ts';
 import type { Config } from './config/config.ts';
 import { loadSecrets, type Secrets } from './config/secrets.ts';
 import { connectDatabase, type DatabaseHandle, type Db } from './db/connect.ts';
-import { migrateToLatest } from './db/migrator.ts';
+import { createMigrator, migrateToLatest } from './db/migrator.ts';
 import { toKek } from './keys/envelope.ts';
 import { KeyRing } from './keys/key-ring.ts';
 import { createAudit, type Audit } from './observability/audit.ts';
+import { checkReadiness, type Readiness } from './observability/health.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
+import { createMetrics, type Metrics } from './observability/metrics.ts';
 import { buildProvider } from './oidc/provider.ts';
 
 export interface AppContext {
@@ -28,6 +30,11 @@ export interface AppContext {
   provider: Provider;
   /** What the admin API's operations run with. */
   admin: AdminDeps;
+  metrics: Metrics;
+  /** Whether this instance can serve (/readyz). */
+  readiness(): Promise<Readiness>;
+  /** Set when shutdown begins: readiness turns false so load balancers stop sending requests. */
+  draining: boolean;
   /** Stops jobs and closes the database; the one shutdown path. */
   close(): Promise<void>;
 }
@@ -46,7 +53,8 @@ export async function createAppContext(
   config: Config,
   overrides: ContextOverrides = {},
 ): Promise<AppContext> {
-  const log = createLogger(config.logLevel, overrides.logDestination);
+  const log = createLogger(config.logLevel, overrides.logDestination, config.logFormat);
+  const metrics = createMetrics();
   const clock = overrides.clock ?? systemClock;
   const secrets = await loadSecrets(config);
   const database = overrides.database ?? (await connectDatabase(config.database));
@@ -57,6 +65,7 @@ export async function createAppContext(
     const migrations = await migrateToLatest(database.db);
     for (const result of migrations.results ?? [])
       log.info({ migration: result.migrationName }, 'applied migration');
+    const shippedMigrations = (await createMigrator(database.db).getMigrations()).map((m) => m.name);
     const audit = createAudit(log);
     keys = await KeyRing.open({
       db: database.db,
@@ -87,6 +96,9 @@ export async function createAppContext(
         clock,
         config.purgeIntervalSeconds,
         log.child({ component: 'purge' }),
+        (outcome, rows) => {
+          metrics.purge(outcome, rows);
+        },
       );
     }
     const context: AppContext = {
@@ -99,12 +111,22 @@ export async function createAppContext(
       keys,
       provider,
       admin,
+      metrics,
+      draining: false,
+      readiness: () =>
+        checkReadiness({
+          db: database.db,
+          migrations: shippedMigrations,
+          signingKid: () => ring.current.signer.kid,
+          draining: () => context.draining,
+        }),
       async close() {
         await ring.stop();
         await purgeJob?.stop();
         if (ownsDatabase) await database.close();
       },
     };
+    metrics.watch({ database, keys: () => ring.list() });
     // Requests in flight finish on the provider they started with; new ones reach the rebuilt one.
     keys.onChange((view, previous) => {
       if (view.signer.kid !== previous.signer.kid) context.provider = build();

@@ -25,6 +25,7 @@ export const ERROR_CODES = {
   last_admin_client: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
+  temporarily_unavailable: 503,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

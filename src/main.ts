@@ -2,7 +2,7 @@ import { realpathSync } from 'node:fs';
 
 import { ConfigError, loadConfig } from './config/config.ts';
 import { createAppContext } from './context.ts';
-import { startServer } from './server.ts';
+import { startMetricsServer, startServer } from './server.ts';
 
 /**
  * Runs Mayfly until SIGTERM or SIGINT: config → context → server. `npm start` and `mayfly serve` both come here,
@@ -27,10 +27,13 @@ async function startMayfly(): Promise<void> {
   const config = loadConfig();
   const app = await createAppContext(config);
   const running = await startServer(app);
+  const metricsServer =
+    config.metricsPort === undefined ? undefined : await startMetricsServer(app, config.metricsPort);
   app.log.info(
     {
       issuer: config.issuer,
       address: running.url,
+      ...(metricsServer ? { metrics: `${metricsServer.url}/metrics` } : {}),
       database:
         config.database.kind === 'postgres' ? 'postgres' : `pglite:${config.database.dataDir ?? 'memory'}`,
     },
@@ -44,10 +47,16 @@ async function startMayfly(): Promise<void> {
       process.exit(1);
     }
     stopping = true;
-    app.log.info({ signal }, 'shutting down');
+    // Readiness turns false first, so a load balancer polling /readyz stops sending new requests.
+    app.draining = true;
+    app.log.info({ signal, timeout_s: config.shutdownTimeout }, 'shutting down');
     running
-      .stop()
+      .stop(config.shutdownTimeout * 1000)
+      .then(() => metricsServer?.stop(1_000))
       .then(() => app.close())
+      .then(() => {
+        app.log.info('stopped');
+      })
       .then(() => process.exit(0))
       .catch((error: unknown) => {
         app.log.error({ err: error }, 'shutdown failed');

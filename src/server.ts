@@ -14,9 +14,14 @@ import { ASYMMETRIC_ALGS } from './oidc/provider.ts';
 import { presentJwtAccessTokens } from './oidc/jwt-access-tokens.ts';
 import { auditProtocolRequests } from './oidc/protocol-audit.ts';
 import { clarifyTokenErrors } from './oidc/token-errors.ts';
+import { isDatabaseUnavailable } from './db/availability.ts';
 import { serveHealth } from './observability/health.ts';
+import { serveMetrics } from './observability/metrics.ts';
+import { assignRequestId } from './observability/request-context.ts';
 import {
+  answerDatabaseOutages,
   completeIntrospectionResponse,
+  TEMPORARILY_UNAVAILABLE,
   restrictToServedEndpoints,
   serveJwks,
   serveServerMetadata,
@@ -25,8 +30,12 @@ import {
 export function createApp(app: AppContext): Koa {
   const koa = new Koa({ proxy: app.config.trustProxy });
   koa.silent = true;
+  koa.use(assignRequestId());
+  koa.use(app.metrics.observeRequests());
   koa.use(errorBoundary(app));
-  koa.use(serveHealth());
+  koa.use(serveHealth(() => app.readiness()));
+  // On the main port unless MAYFLY_METRICS_PORT names an internal one (see startMetricsServer).
+  if (app.config.metricsPort === undefined) koa.use(serveMetrics(app.metrics));
   koa.use(serveJwks(() => app.keys.current.published, app.config.keys.jwksMaxAge));
   koa.use(
     serveAdminApi({
@@ -47,7 +56,7 @@ export function createApp(app: AppContext): Koa {
   );
   koa.use(restrictToServedEndpoints());
   koa.use(serveServerMetadata());
-  koa.use(auditProtocolRequests(app.audit));
+  koa.use(auditProtocolRequests(app.audit, app.metrics));
   koa.use(clarifyTokenErrors);
   koa.use(
     presentJwtAccessTokens({
@@ -57,6 +66,7 @@ export function createApp(app: AppContext): Koa {
     }),
   );
   koa.use(completeIntrospectionResponse);
+  koa.use(answerDatabaseOutages);
   koa.use(currentProvider(app));
   return koa;
 }
@@ -89,6 +99,13 @@ function errorBoundary(app: AppContext) {
         ctx.body = error.toJSON();
         return;
       }
+      if (isDatabaseUnavailable(error)) {
+        app.log.warn({ err: error, path: ctx.path, method: ctx.method }, 'database unavailable');
+        ctx.status = 503;
+        ctx.set('Retry-After', '1');
+        ctx.body = { ...TEMPORARILY_UNAVAILABLE };
+        return;
+      }
       const status = (error as { status?: unknown }).status;
       const expose = (error as { expose?: unknown }).expose === true;
       if (typeof status === 'number' && status >= 400 && status < 500 && expose) {
@@ -115,7 +132,23 @@ export async function startServer(
   port = app.config.port,
   host = app.config.host,
 ): Promise<RunningServer> {
-  const server = createApp(app).listen(port, host);
+  return listen(createApp(app), port, host);
+}
+
+/** `/metrics` alone on its own port (MAYFLY_METRICS_PORT), for an internal network only. */
+export async function startMetricsServer(app: AppContext, port: number): Promise<RunningServer> {
+  const koa = new Koa();
+  koa.silent = true;
+  koa.use(serveMetrics(app.metrics));
+  koa.use((ctx) => {
+    ctx.status = 404;
+    ctx.body = { error: 'not_found', error_description: `no endpoint at ${ctx.path}` };
+  });
+  return listen(koa, port, app.config.host);
+}
+
+async function listen(koa: Koa, port: number, host: string): Promise<RunningServer> {
+  const server = koa.listen(port, host);
   await once(server, 'listening');
   const address = server.address() as AddressInfo;
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;

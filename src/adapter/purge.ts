@@ -38,17 +38,30 @@ export interface PurgeJob {
   stop(): Promise<void>;
 }
 
+export type PurgeReport = (
+  outcome: 'success' | 'failure',
+  rows: { payloads: number; revokedTokens: number },
+) => void;
+
 /** Runs the purge every `intervalSeconds`; a failed run is logged and retried at the next tick. */
-export function startPurgeJob(db: Db, clock: Clock, intervalSeconds: number, log: Logger): PurgeJob {
+export function startPurgeJob(
+  db: Db,
+  clock: Clock,
+  intervalSeconds: number,
+  log: Logger,
+  report: PurgeReport = () => undefined,
+): PurgeJob {
   const stopping = new AbortController();
   let running: Promise<void> | undefined;
   const tick = () => {
     if (running) return;
     running = purgeExpiredRows(db, clock, stopping.signal)
       .then((result) => {
+        report('success', result);
         if (result.payloads || result.revokedTokens) log.info(result, 'purged expired rows');
       })
       .catch((error: unknown) => {
+        report('failure', { payloads: 0, revokedTokens: 0 });
         log.error({ err: error }, 'purge of expired rows failed');
       })
       .finally(() => {

@@ -1,5 +1,6 @@
 import type { Context, Next } from 'koa';
 import { z } from 'zod';
+import { isDatabaseUnavailable } from '../db/availability.ts';
 
 import type { Audit } from '../observability/audit.ts';
 import { MayflyError, parseInput, refuseNul } from '../errors.ts';
@@ -191,7 +192,8 @@ export function serveAdminApi(options: AdminApiOptions) {
         status: ctx.status,
         client_id: clientId,
       });
-    } catch (error) {
+    } catch (thrown) {
+      const error = isDatabaseUnavailable(thrown) ? databaseUnavailable() : thrown;
       if (!(error instanceof MayflyError)) {
         options.audit.adminRequest({
           outcome: 'failure',
@@ -226,3 +228,13 @@ export function serveAdminApi(options: AdminApiOptions) {
 
 /** Operations without parameters take none: an unexpected query parameter is an error, not ignored. */
 const NONE = z.strictObject({});
+
+/** The admin API's answer while the database cannot be reached: retry shortly, nothing was changed. */
+export function databaseUnavailable(): MayflyError {
+  return new MayflyError(
+    'temporarily_unavailable',
+    'the database is unavailable; nothing was changed, retry shortly',
+    [],
+    { 'Retry-After': '1' },
+  );
+}

@@ -2,6 +2,8 @@ import { z } from 'zod';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
+export const LOG_FORMATS = ['json', 'pretty'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 /** Signing algorithms Mayfly can generate keys for; a change rotates through the key lifecycle. */
 export const SIGNING_ALGS = ['ES256', 'EdDSA', 'PS256'] as const;
@@ -23,7 +25,12 @@ export interface Config {
   database: DatabaseConfig;
   keysDir: string;
   logLevel: LogLevel;
+  logFormat: LogFormat;
   trustProxy: boolean;
+  /** Serve /metrics on this port only (an internal one); undefined: on the main port. */
+  metricsPort: number | undefined;
+  /** Seconds a shutdown waits for requests in flight before cutting their connections. */
+  shutdownTimeout: number;
   dpop: {
     /** 32 bytes from MAYFLY_DPOP_NONCE_SECRET; when absent the embedded default keeps one under keysDir. */
     nonceSecret: Buffer | undefined;
@@ -116,7 +123,15 @@ const EnvSchema = z.object({
     .toLowerCase()
     .pipe(z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` }))
     .default('info'),
+  LOG_FORMAT: z
+    .string()
+    .trim()
+    .toLowerCase()
+    .pipe(z.enum(LOG_FORMATS, { error: `expected one of ${LOG_FORMATS.join(', ')}` }))
+    .optional(),
   MAYFLY_TRUST_PROXY: flag.default(false),
+  MAYFLY_METRICS_PORT: integer(1, 65535).optional(),
+  MAYFLY_SHUTDOWN_TIMEOUT: integer(0, 600).default(10),
   // The value itself never appears in an error message.
   MAYFLY_DPOP_NONCE_SECRET: z
     .string()
@@ -193,6 +208,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const problems: string[] = [];
   const issuer = normalizeIssuer(e.MAYFLY_ISSUER ?? `http://localhost:${e.PORT}`, problems);
   const keys = keySettings(e, problems);
+  if (e.MAYFLY_METRICS_PORT !== undefined && e.MAYFLY_METRICS_PORT === e.PORT) {
+    problems.push(`MAYFLY_METRICS_PORT: expected a port other than PORT (${e.PORT}), or leave it unset`);
+  }
   if (problems.length) throw new ConfigError(problems);
 
   return {
@@ -204,7 +222,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       : { kind: 'pglite', dataDir: e.MAYFLY_DATA_DIR },
     keysDir: e.MAYFLY_KEYS_DIR,
     logLevel: e.LOG_LEVEL,
+    // Readable lines for a person at a terminal in development; JSON everywhere else.
+    logFormat: e.LOG_FORMAT ?? (process.stdout.isTTY && env.NODE_ENV !== 'production' ? 'pretty' : 'json'),
     trustProxy: e.MAYFLY_TRUST_PROXY,
+    metricsPort: e.MAYFLY_METRICS_PORT,
+    shutdownTimeout: e.MAYFLY_SHUTDOWN_TIMEOUT,
     dpop: { nonceSecret: e.MAYFLY_DPOP_NONCE_SECRET, requireNonce: e.MAYFLY_DPOP_REQUIRE_NONCE },
     tokens: { maxTtl: e.MAYFLY_MAX_TOKEN_TTL, defaultTtl: Math.min(300, e.MAYFLY_MAX_TOKEN_TTL) },
     purgeIntervalSeconds: e.MAYFLY_PURGE_INTERVAL,

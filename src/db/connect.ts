@@ -8,6 +8,7 @@ import {
   type DatabaseConnection,
   type Dialect,
   type Driver,
+  type LogEvent,
   type TransactionSettings,
 } from 'kysely';
 import pg from 'pg';
@@ -20,7 +21,22 @@ export type Db = Kysely<Database>;
 export interface DatabaseHandle {
   db: Db;
   kind: DatabaseConfig['kind'];
+  /** Connections of the Postgres pool (undefined for PGlite, a single in-process connection). */
+  poolStats(): { total: number; idle: number; waiting: number } | undefined;
+  /** Told of every failed query; whoever counts them sets the listener. */
+  readonly queryErrors: QueryErrorHook;
   close(): Promise<void>;
+}
+
+export interface QueryErrorHook {
+  listener: ((error: unknown) => void) | undefined;
+}
+
+/** Kysely reports failed queries through its log hook; only errors are passed on. */
+function reportErrors(hook: QueryErrorHook) {
+  return (event: LogEvent) => {
+    if (event.level === 'error') hook.listener?.(event.error);
+  };
 }
 
 export async function connectDatabase(config: DatabaseConfig): Promise<DatabaseHandle> {
@@ -34,14 +50,28 @@ export async function connectDatabase(config: DatabaseConfig): Promise<DatabaseH
     });
     // An idle client losing its connection must not crash the process; the next query reconnects.
     pool.on('error', () => undefined);
-    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-    return { db, kind: 'postgres', close: () => db.destroy() };
+    const queryErrors: QueryErrorHook = { listener: undefined };
+    const db = new Kysely<Database>({
+      dialect: new PostgresDialect({ pool }),
+      log: reportErrors(queryErrors),
+    });
+    return {
+      db,
+      kind: 'postgres',
+      poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
+      queryErrors,
+      close: () => db.destroy(),
+    };
   }
 
   if (config.dataDir) await mkdir(config.dataDir, { recursive: true });
   const pglite = await PGlite.create(config.dataDir);
-  const db = new Kysely<Database>({ dialect: new SerializedDialect(new PGliteDialect({ pglite })) });
-  return { db, kind: 'pglite', close: () => db.destroy() };
+  const queryErrors: QueryErrorHook = { listener: undefined };
+  const db = new Kysely<Database>({
+    dialect: new SerializedDialect(new PGliteDialect({ pglite })),
+    log: reportErrors(queryErrors),
+  });
+  return { db, kind: 'pglite', poolStats: () => undefined, queryErrors, close: () => db.destroy() };
 }
 
 /**

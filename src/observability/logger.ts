@@ -1,6 +1,9 @@
+import { Writable } from 'node:stream';
+
 import { pino, type DestinationStream, type Logger } from 'pino';
 
-import type { LogLevel } from '../config/config.ts';
+import type { LogFormat, LogLevel } from '../config/config.ts';
+import { currentRequestId } from './request-context.ts';
 
 export type { Logger };
 
@@ -25,7 +28,15 @@ const REDACT = [
   'req.headers.dpop',
 ];
 
-export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
+/**
+ * JSON lines on stdout by default (what log pipelines read); `pretty` prints one readable line per event for a
+ * person at a terminal. Every line written while a request is handled carries its `req_id`.
+ */
+export function createLogger(
+  level: LogLevel,
+  destination?: DestinationStream,
+  format: LogFormat = 'json',
+): Logger {
   return pino(
     {
       level,
@@ -33,7 +44,43 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
       timestamp: pino.stdTimeFunctions.isoTime,
       redact: { paths: REDACT, censor: '[redacted]' },
       formatters: { level: (label) => ({ level: label }) },
+      mixin: () => {
+        const id = currentRequestId();
+        return id === undefined ? {} : { req_id: id };
+      },
     },
-    destination,
+    destination ?? (format === 'pretty' ? prettyLines(process.stdout) : undefined),
   );
+}
+
+const HIDDEN = new Set(['level', 'time', 'msg', 'service', 'component', 'req_id', 'pid', 'hostname']);
+
+/** `12:00:01.234 INFO  [audit] token success  client_id=… req_id=…`: the JSON line, made for reading. */
+export function prettyLines(out: NodeJS.WritableStream): DestinationStream {
+  return new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (!line) continue;
+        let event: Record<string, unknown>;
+        try {
+          event = JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          out.write(`${line}\n`);
+          continue;
+        }
+        const time = typeof event.time === 'string' ? event.time.slice(11, 23) : '';
+        const level = (typeof event.level === 'string' ? event.level : '').toUpperCase().padEnd(5);
+        const component = typeof event.component === 'string' ? ` [${event.component}]` : '';
+        const fields = Object.entries(event)
+          .filter(([key]) => !HIDDEN.has(key))
+          .map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`);
+        if (typeof event.req_id === 'string') fields.push(`req_id=${event.req_id}`);
+        out.write(
+          `${time} ${level}${component} ${typeof event.msg === 'string' ? event.msg : ''}  ${fields.join(' ')}`.trimEnd() +
+            '\n',
+        );
+      }
+      done();
+    },
+  });
 }

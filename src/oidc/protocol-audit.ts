@@ -2,6 +2,7 @@ import type { Context, Next } from 'koa';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 
 import type { Audit } from '../observability/audit.ts';
+import type { Metrics } from '../observability/metrics.ts';
 import { clientFacts } from './client-metadata.ts';
 import { ROUTES } from './protocol-routes.ts';
 import { tokenAudience } from './resource-rules.ts';
@@ -78,7 +79,7 @@ function describeFailure(error: ProtocolError | undefined): string | undefined {
 /**
  * One audit line per token, introspection and revocation request, written after the provider answered.
  */
-export function auditProtocolRequests(audit: Audit) {
+export function auditProtocolRequests(audit: Audit, metrics: Metrics) {
   return async function auditProtocolRequest(ctx: Context, next: Next): Promise<void> {
     const route = ctx.method === 'POST' ? AUDITED_ROUTES.get(ctx.path) : undefined;
     if (!route) {
@@ -98,7 +99,7 @@ export function auditProtocolRequests(audit: Audit) {
       ctx.status = 500;
       throw thrown;
     } finally {
-      writeAuditLine(audit, ctx, route, ip);
+      writeAuditLine(audit, metrics, ctx, route, ip);
     }
   };
 }
@@ -111,6 +112,7 @@ const AUDITED_ROUTES = new Map<string, 'token' | 'introspection' | 'revocation'>
 
 function writeAuditLine(
   audit: Audit,
+  metrics: Metrics,
   ctx: Context,
   route: 'token' | 'introspection' | 'revocation',
   ip: string,
@@ -136,6 +138,7 @@ function writeAuditLine(
   const params = oidc?.params as { resource?: unknown; scope?: unknown } | undefined;
 
   if (route === 'token') {
+    metrics.tokenRequest(client?.clientId, common.outcome, common.error);
     const requestedScope = typeof params?.scope === 'string' ? params.scope : undefined;
     audit.tokenRequest({
       ...common,
@@ -147,6 +150,7 @@ function writeAuditLine(
     });
   } else if (route === 'introspection') {
     const active = (ctx.body as { active?: unknown } | undefined)?.active === true;
+    metrics.introspection(common.outcome, active);
     audit.introspection({
       ...common,
       active,

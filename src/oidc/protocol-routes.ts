@@ -121,3 +121,26 @@ export async function completeIntrospectionResponse(ctx: Context, next: Next): P
   const body = ctx.body as Record<string, unknown> | undefined;
   if (body?.active === true && body.sub === undefined) body.sub = body.client_id;
 }
+
+/** Set by the provider's server_error listener when the cause was the database being unreachable. */
+export function markDatabaseUnavailable(ctx: Context): void {
+  (ctx.state as { databaseUnavailable?: boolean }).databaseUnavailable = true;
+}
+
+export const TEMPORARILY_UNAVAILABLE = {
+  error: 'temporarily_unavailable',
+  error_description: 'the authorization server cannot reach its database; retry shortly',
+} as const;
+
+/**
+ * The provider answers any failure it did not expect with 500 server_error; when the database was unreachable
+ * the truth is 503 temporarily_unavailable, which a client may retry. @see RFC 6749 §5.2, §4.1.2.1
+ */
+export async function answerDatabaseOutages(ctx: Context, next: Next): Promise<void> {
+  await next();
+  if ((ctx.state as { databaseUnavailable?: boolean }).databaseUnavailable && ctx.status === 500) {
+    ctx.status = 503;
+    ctx.set('Retry-After', '1');
+    ctx.body = { ...TEMPORARILY_UNAVAILABLE };
+  }
+}

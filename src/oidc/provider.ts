@@ -7,6 +7,7 @@ import Provider, {
 } from 'oidc-provider';
 
 import { createAdapterFactory } from '../adapter/adapter.ts';
+import { isDatabaseUnavailable } from '../db/availability.ts';
 import type { Clock } from '../clock.ts';
 import { findClientAccess, isTokenOwnerActive } from '../clients/client.repository.ts';
 import { matchesSecretHash } from '../clients/client-secret.ts';
@@ -17,7 +18,7 @@ import type { KeySetView } from '../keys/key-ring.ts';
 import type { Logger } from '../observability/logger.ts';
 import { clientFacts, toClientMetadata } from './client-metadata.ts';
 import { recordPolicyDecision, recordProtocolError, type ProtocolError } from './protocol-audit.ts';
-import { ROUTES } from './protocol-routes.ts';
+import { markDatabaseUnavailable, ROUTES } from './protocol-routes.ts';
 import { requireResource, resolveResourceServer, tokenAudience } from './resource-rules.ts';
 
 /** Asymmetric algorithms only: never `none` or an HMAC. @see RFC 9449 §4.3 (step 5), RFC 7523 §3 */
@@ -177,7 +178,12 @@ export function buildProvider({ config, secrets, signer, db, clock, log }: Provi
   provider.on('revocation.error', record);
   provider.on('server_error', (ctx: KoaContextWithOIDC, error: Error) => {
     record(ctx, error);
-    log.error({ err: error }, 'provider server error');
+    if (isDatabaseUnavailable(error)) {
+      markDatabaseUnavailable(ctx);
+      log.warn({ err: error }, 'database unavailable');
+    } else {
+      log.error({ err: error }, 'provider server error');
+    }
   });
   return provider;
 }

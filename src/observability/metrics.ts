@@ -1,0 +1,184 @@
+import type { Context, Next } from 'koa';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+import type { DatabaseHandle } from '../db/connect.ts';
+import type { SigningKeyInfo } from '../keys/key.service.ts';
+
+/**
+ * Prometheus metrics, one registry per app context. Every label takes a bounded set of values: endpoints are
+ * named from a fixed list, error codes are OAuth's, and a client appears only once it authenticated (a
+ * registered client), never as whatever id a failed request claimed. No token, jti or key material.
+ */
+export interface Metrics {
+  registry: Registry;
+  /** Koa middleware: counts and times every request by endpoint and outcome. */
+  observeRequests(): (ctx: Context, next: Next) => Promise<void>;
+  tokenRequest(client: string | undefined, outcome: 'success' | 'failure', error: string | undefined): void;
+  introspection(outcome: 'success' | 'failure', active: boolean): void;
+  purge(outcome: 'success' | 'failure', rows: { payloads: number; revokedTokens: number }): void;
+  /** Reads pool usage and key phases at scrape time. */
+  watch(sources: { database: DatabaseHandle; keys: () => Promise<SigningKeyInfo[]> }): void;
+}
+
+const ENDPOINTS: readonly [string, (path: string) => boolean][] = [
+  ['token', (path) => path === '/token'],
+  ['introspection', (path) => path === '/token/introspection'],
+  ['revocation', (path) => path === '/token/revocation'],
+  ['jwks', (path) => path === '/jwks'],
+  ['metadata', (path) => path.startsWith('/.well-known/')],
+  ['admin', (path) => path.startsWith('/admin/')],
+  ['health', (path) => path === '/healthz' || path === '/readyz'],
+  ['metrics', (path) => path === '/metrics'],
+];
+
+export function endpointOf(path: string): string {
+  return ENDPOINTS.find(([, matches]) => matches(path))?.[0] ?? 'other';
+}
+
+/** OAuth error codes are short snake_case words; anything else is not used as a label value. */
+const safeCode = (code: string | undefined) => (code && /^[a-z_]{1,40}$/.test(code) ? code : 'other');
+
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'mayfly_' });
+
+  const requests = new Counter({
+    name: 'mayfly_http_requests_total',
+    help: 'HTTP requests by endpoint, method and status class.',
+    labelNames: ['endpoint', 'method', 'status'] as const,
+    registers: [registry],
+  });
+  const latency = new Histogram({
+    name: 'mayfly_http_request_duration_seconds',
+    help: 'Time to answer a request, by endpoint.',
+    labelNames: ['endpoint'] as const,
+    buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  const tokens = new Counter({
+    name: 'mayfly_token_requests_total',
+    help: 'Token requests by client (authenticated clients only), outcome and OAuth error code.',
+    labelNames: ['client_id', 'outcome', 'error'] as const,
+    registers: [registry],
+  });
+  const introspections = new Counter({
+    name: 'mayfly_introspections_total',
+    help: 'Introspection requests by outcome and whether the token was reported active.',
+    labelNames: ['outcome', 'active'] as const,
+    registers: [registry],
+  });
+  const queryErrors = new Counter({
+    name: 'mayfly_db_query_errors_total',
+    help: 'Database queries that failed (including connection failures).',
+    registers: [registry],
+  });
+  const purges = new Counter({
+    name: 'mayfly_purge_runs_total',
+    help: 'Runs of the purge of expired rows, by outcome.',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
+  const purged = new Counter({
+    name: 'mayfly_purged_rows_total',
+    help: 'Expired rows deleted by the purge, by table.',
+    labelNames: ['table'] as const,
+    registers: [registry],
+  });
+
+  return {
+    registry,
+    observeRequests() {
+      return async function observe(ctx: Context, next: Next): Promise<void> {
+        const started = process.hrtime.bigint();
+        try {
+          await next();
+        } finally {
+          const endpoint = endpointOf(ctx.path);
+          const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+          latency.observe({ endpoint }, seconds);
+          const method = ['GET', 'HEAD', 'POST', 'PATCH', 'DELETE', 'PUT'].includes(ctx.method)
+            ? ctx.method
+            : 'other';
+          requests.inc({ endpoint, method, status: `${String(ctx.status).slice(0, 1)}xx` });
+        }
+      };
+    },
+    tokenRequest(client, outcome, error) {
+      tokens.inc({
+        client_id: client ?? 'unauthenticated',
+        outcome,
+        error: outcome === 'success' ? '' : safeCode(error),
+      });
+    },
+    introspection(outcome, active) {
+      introspections.inc({ outcome, active: String(active) });
+    },
+    purge(outcome, rows) {
+      purges.inc({ outcome });
+      if (rows.payloads) purged.inc({ table: 'oidc_payload' }, rows.payloads);
+      if (rows.revokedTokens) purged.inc({ table: 'revoked_token' }, rows.revokedTokens);
+    },
+    watch({ database, keys }) {
+      database.queryErrors.listener = () => {
+        queryErrors.inc();
+      };
+      new Gauge({
+        name: 'mayfly_db_pool_connections',
+        help: 'Postgres pool connections by state (total, idle, waiting for a connection).',
+        labelNames: ['state'] as const,
+        registers: [registry],
+        collect() {
+          const stats = database.poolStats();
+          if (!stats) return;
+          this.set({ state: 'total' }, stats.total);
+          this.set({ state: 'idle' }, stats.idle);
+          this.set({ state: 'waiting' }, stats.waiting);
+        },
+      });
+      const phases = new Gauge({
+        name: 'mayfly_signing_keys',
+        help: 'Signing keys by phase.',
+        labelNames: ['phase'] as const,
+        registers: [registry],
+      });
+      new Gauge({
+        name: 'mayfly_signing_key_age_seconds',
+        help: 'Seconds since each signing key was published, by kid and phase (a handful of keys at most).',
+        labelNames: ['kid', 'phase'] as const,
+        registers: [registry],
+        async collect() {
+          // Read at scrape time; a database outage leaves the key gauges empty rather than failing the scrape.
+          const listed = await keys().catch(() => undefined);
+          this.reset();
+          phases.reset();
+          if (!listed) return;
+          const now = Date.now();
+          for (const phase of ['published', 'active', 'retired', 'revoked'] as const) {
+            phases.set({ phase }, listed.filter((key) => key.phase === phase).length);
+          }
+          for (const key of listed) {
+            this.set({ kid: key.kid, phase: key.phase }, (now - Date.parse(key.published_at)) / 1000);
+          }
+        },
+      });
+    },
+  };
+}
+
+/** `GET /metrics` in the Prometheus text format. */
+export function serveMetrics(metrics: Metrics) {
+  return async function metricsEndpoint(ctx: Context, next: Next): Promise<void> {
+    if (ctx.path !== '/metrics') {
+      await next();
+      return;
+    }
+    if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
+      ctx.status = 405;
+      ctx.set('Allow', 'GET, HEAD');
+      return;
+    }
+    ctx.set('Cache-Control', 'no-store');
+    ctx.type = metrics.registry.contentType;
+    ctx.body = await metrics.registry.metrics();
+  };
+}
