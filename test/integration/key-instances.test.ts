@@ -1,12 +1,5 @@
-import { randomBytes } from 'node:crypto';
-import { spawn, type ChildProcessByStdio } from 'node:child_process';
-import { once } from 'node:events';
-import { access, mkdtemp, rm } from 'node:fs/promises';
-import { createServer, request as httpRequest, type OutgoingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { access } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
@@ -14,10 +7,10 @@ import pg from 'pg';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { CLI, findFreePort } from '../cli/helpers.ts';
 import { adminCall, obtainAdminToken } from '../support/admin.ts';
-import { createTestDatabase, type TestDatabase } from '../support/database.ts';
+import type { TestDatabase } from '../support/database.ts';
 import { generateDpopKey, type DpopKey } from '../support/dpop.ts';
+import { startCluster, type Balancer, type Cluster } from '../support/instances.ts';
 import { basicAuth, requestToken } from '../support/oauth.ts';
 import type { TestServer } from '../support/server.ts';
 
@@ -31,7 +24,6 @@ import type { TestServer } from '../support/server.ts';
  */
 
 type Name = 'a' | 'b';
-type Target = Name | 'alternate';
 
 const API = 'https://orders.example.com';
 /** Bound of every wait for the other instance: with MAYFLY_KEY_CHECK_INTERVAL=1 it takes about a second. */
@@ -41,124 +33,6 @@ interface SigningKeyInfo {
   kid: string;
   alg: string;
   phase: 'published' | 'active' | 'retired' | 'revoked';
-}
-
-interface Instance {
-  name: Name;
-  port: number;
-  child: ChildProcessByStdio<null, Readable, Readable>;
-  /** Everything the process wrote (JSON log lines on stdout, anything else on stderr), for failure messages. */
-  logs: string;
-}
-
-/**
- * A minimal reverse proxy on 127.0.0.1: forwards each request as is (method, path, headers including Host, body)
- * to the instance `target` names, so issuer, `htu` and token audiences all name its one address. `alternate`
- * takes turns. The answer says which instance served it (`x-mayfly-instance`), so a test can check the routing.
- */
-class Balancer {
-  target: Target = 'a';
-  readonly #ports: Record<Name, number>;
-  readonly #server: Server;
-  #turn: Name = 'b';
-
-  private constructor(ports: Record<Name, number>) {
-    this.#ports = ports;
-    this.#server = createServer((req, res) => {
-      const instance = this.#pick();
-      const headers: OutgoingHttpHeaders = { ...req.headers };
-      const upstream = httpRequest(
-        { host: '127.0.0.1', port: this.#ports[instance], method: req.method, path: req.url, headers },
-        (answer) => {
-          const { connection: _c, 'keep-alive': _k, 'transfer-encoding': _t, ...kept } = answer.headers;
-          res.writeHead(answer.statusCode ?? 502, { ...kept, 'x-mayfly-instance': instance });
-          answer.pipe(res);
-        },
-      );
-      // A connection error upstream is what a real balancer turns into a 502: the tests count it as a failure.
-      upstream.on('error', (error) => {
-        if (!res.headersSent)
-          res.writeHead(502, { 'content-type': 'text/plain', 'x-mayfly-instance': instance });
-        res.end(`balancer: ${error.message}`);
-      });
-      req.pipe(upstream);
-    });
-  }
-
-  static async start(ports: Record<Name, number>): Promise<Balancer> {
-    const balancer = new Balancer(ports);
-    balancer.#server.listen(0, '127.0.0.1');
-    await once(balancer.#server, 'listening');
-    return balancer;
-  }
-
-  get url(): string {
-    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
-  }
-
-  #pick(): Name {
-    if (this.target !== 'alternate') return this.target;
-    this.#turn = this.#turn === 'a' ? 'b' : 'a';
-    return this.#turn;
-  }
-
-  async close(): Promise<void> {
-    this.#server.closeAllConnections();
-    await new Promise<void>((resolve) => {
-      this.#server.close(() => {
-        resolve();
-      });
-    });
-  }
-}
-
-function startInstance(name: Name, port: number, env: Record<string, string>, cwd: string): Instance {
-  const child = spawn(process.execPath, [CLI, 'serve'], {
-    cwd,
-    env: { ...env, PORT: String(port) },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const instance: Instance = { name, port, child, logs: '' };
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (instance.logs += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (instance.logs += chunk));
-  return instance;
-}
-
-/** Resolves on the "mayfly listening" log line; rejects when the process exits first or takes too long. */
-async function listening(instance: Instance, timeoutMs = 60_000): Promise<void> {
-  const { child } = instance;
-  await new Promise<void>((resolve, reject) => {
-    const done = (error?: Error) => {
-      clearTimeout(timer);
-      child.stdout.off('data', check);
-      child.off('exit', exited);
-      if (error) reject(error);
-      else resolve();
-    };
-    const check = () => {
-      if (instance.logs.includes('"msg":"mayfly listening"')) done();
-    };
-    const exited = () => {
-      done(new Error(`instance ${instance.name} exited before listening:\n${instance.logs}`));
-    };
-    const timer = setTimeout(() => {
-      done(new Error(`instance ${instance.name} not listening after ${timeoutMs} ms:\n${instance.logs}`));
-    }, timeoutMs);
-    child.stdout.on('data', check);
-    child.on('exit', exited);
-    check();
-  });
-}
-
-/** SIGTERM, then SIGKILL if it has not exited after a grace period: no process outlives the file. */
-async function stopInstance(instance: Instance): Promise<void> {
-  const { child } = instance;
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = once(child, 'exit');
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-  await exited;
-  clearTimeout(timer);
 }
 
 /** Polls `check` until it holds; returns the time it took, or throws after `timeoutMs`. */
@@ -178,16 +52,10 @@ async function waitFor(
 const kidOf = (token: string): string | undefined => decodeProtectedHeader(token).kid;
 
 describe.skipIf(!process.env.DATABASE_URL)('two instances on one database behind one address', () => {
+  let cluster: Cluster<Name> | undefined;
   let database: TestDatabase;
-  let dir: string;
   let keysDir: string;
-  let balancer: Balancer;
-  const instances: Instance[] = [];
-  const cleanup: (() => Promise<void>)[] = [];
-  // Safety net: should the test process end without afterAll (a crash), the servers end with it.
-  const killAll = () => {
-    for (const { child } of instances) if (child.exitCode === null) child.kill('SIGKILL');
-  };
+  let balancer: Balancer<Name>;
 
   let dpopKey: DpopKey;
   let caller: { id: string; secret: string };
@@ -254,35 +122,12 @@ describe.skipIf(!process.env.DATABASE_URL)('two instances on one database behind
     return { etag: res.headers.get('etag') ?? '', body, kids: set.keys.map((key) => key.kid ?? ''), set };
   }
 
-  const logsOf = () => instances.map((instance) => `--- ${instance.name}\n${instance.logs}`).join('\n');
+  const logsOf = () => cluster?.logs() ?? '';
 
   beforeAll(async () => {
-    process.on('exit', killAll);
-    database = await createTestDatabase();
-    cleanup.push(() => database.drop());
-    if (database.config.kind !== 'postgres')
-      throw new Error('DATABASE_URL is set: expected a Postgres database');
-    dir = await mkdtemp(join(tmpdir(), 'mayfly-instances-'));
-    cleanup.push(() => rm(dir, { recursive: true, force: true }));
-    keysDir = join(dir, 'keys');
-    const ports = { a: await findFreePort(), b: await findFreePort() };
-    balancer = await Balancer.start(ports);
-    cleanup.push(() => balancer.close());
-    // Everything the instances share; only PORT differs.
-    const env = {
-      PATH: process.env.PATH ?? '',
-      DATABASE_URL: database.config.url,
-      MAYFLY_KEK: database.kek,
-      MAYFLY_DPOP_NONCE_SECRET: randomBytes(32).toString('base64url'),
-      MAYFLY_KEYS_DIR: keysDir,
-      HOST: '127.0.0.1',
-      MAYFLY_KEY_CHECK_INTERVAL: '1',
-      LOG_LEVEL: 'info',
-      MAYFLY_ISSUER: balancer.url,
-    };
     // Both start at the same moment on the empty database: migrations, first key and admin bootstrap race.
-    instances.push(startInstance('a', ports.a, env, dir), startInstance('b', ports.b, env, dir));
-    await Promise.all(instances.map((instance) => listening(instance)));
+    cluster = await startCluster<Name>({ names: ['a', 'b'], env: { MAYFLY_KEY_CHECK_INTERVAL: '1' } });
+    ({ database, keysDir, balancer } = cluster);
 
     const resource = await admin('a', 'POST', '/resources', { identifier: API, scopes: ['orders:read'] });
     expect(resource.status, JSON.stringify(resource.body)).toBe(201);
@@ -301,10 +146,8 @@ describe.skipIf(!process.env.DATABASE_URL)('two instances on one database behind
   }, 120_000);
 
   afterAll(async () => {
-    await Promise.all(instances.map(stopInstance));
-    process.off('exit', killAll);
-    // Whatever beforeAll got to set up, newest first.
-    for (const undo of cleanup.reverse()) await undo();
+    // Stops both processes (SIGTERM, then SIGKILL), drops the database and removes the folder.
+    await cluster?.close();
   }, 60_000);
 
   it(
