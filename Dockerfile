@@ -56,8 +56,13 @@ USER node
 
 EXPOSE 3000
 
+# Liveness: /healthz answers while the process serves requests, whatever the state of the database. Readiness,
+# for load balancers and orchestrators, is /readyz: the database is reachable, migrations are current and a
+# signing key is active. Keep /readyz out of this check: a database outage should take instances out of rotation,
+# not mark every container unhealthy (which schedulers answer with restarts that cannot help).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 
-# Pending database migrations are applied at start-up.
+# Pending database migrations are applied at start-up, under Kysely's migration lock: instances started together
+# apply them once. The CLI is `node dist/src/cli/mayfly.js`.
 CMD ["node", "dist/src/main.js"]
