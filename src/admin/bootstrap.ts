@@ -1,4 +1,4 @@
-import { readFile, mkdir, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
@@ -10,7 +10,7 @@ import { createClient } from '../clients/client.service.ts';
 import { findResourceByIdentifier } from '../clients/resource.repository.ts';
 import { createResource, type TokenLimits } from '../clients/resource.service.ts';
 import { ConfigError, type Config } from '../config/config.ts';
-import { withAdvisoryLock } from '../db/advisory-lock.ts';
+import { lockForTransaction } from '../db/advisory-lock.ts';
 import type { Logger } from '../observability/logger.ts';
 import { ADMIN_SCOPES } from '../clients/admin-rights.ts';
 
@@ -42,7 +42,10 @@ export async function bootstrapAdmin(deps: BootstrapDeps): Promise<void> {
   const operatorJwks = config.admin.bootstrapJwksFile
     ? await readOperatorJwks(config.admin.bootstrapJwksFile)
     : undefined;
-  await withAdvisoryLock(deps.db, BOOTSTRAP_LOCK, async (connection) => {
+  // One transaction under a transaction-scoped lock (safe behind a transaction-pooling pgbouncer): the admin
+  // client is committed only once its credentials are written, so a failed write leaves nothing half done.
+  await deps.db.transaction().execute(async (connection) => {
+    await lockForTransaction(connection, BOOTSTRAP_LOCK);
     const scoped = { ...deps, db: connection };
     const audience = config.admin.audience;
     if (!(await findResourceByIdentifier(connection, audience))) {
@@ -84,41 +87,50 @@ export async function bootstrapAdmin(deps: BootstrapDeps): Promise<void> {
     const kid = await calculateJwkThumbprint(privateJwk);
     const { d: _private, ...publicJwk } = privateJwk;
     await mkdir(config.keysDir, { recursive: true, mode: 0o700 });
-    const file = { written: false };
+    if (await exists(path)) {
+      log.warn(
+        { credentials_file: path },
+        `no client holds admin rights, but ${path} exists and is never overwritten: move it away and restart ` +
+          'to have a new admin client created, or set MAYFLY_ADMIN_JWKS_FILE',
+      );
+      return;
+    }
+    // The client and its credentials file exist together or not at all: a failed write (even a file that
+    // appeared meanwhile: 'wx' never overwrites) rolls the whole bootstrap back.
+    let written = false;
     try {
-      // The client and its credentials file exist together or not at all; 'wx' never overwrites a file.
-      await connection.transaction().execute(async (trx) => {
-        const client = await createClient(
-          { ...deps, db: trx },
-          ACTOR,
-          input({ keys: [{ ...publicJwk, kid, alg: 'ES256', use: 'sig' }] }),
-          clientOptions,
-        );
-        const credentials: AdminCredentials = {
-          issuer: config.issuer,
-          client_id: client.client_id,
-          private_jwk: { ...privateJwk, kid, alg: 'ES256' },
-        };
-        await writeFile(path, `${JSON.stringify(credentials, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
-        file.written = true;
-        log.info(
-          { client_id: client.client_id, credentials_file: path },
-          `created the admin client; its credentials are in ${path} (mode 0600): keep that file secret`,
-        );
-      });
+      const client = await createClient(
+        scoped,
+        ACTOR,
+        input({ keys: [{ ...publicJwk, kid, alg: 'ES256', use: 'sig' }] }),
+        clientOptions,
+      );
+      const credentials: AdminCredentials = {
+        issuer: config.issuer,
+        client_id: client.client_id,
+        private_jwk: { ...privateJwk, kid, alg: 'ES256' },
+      };
+      await writeFile(path, `${JSON.stringify(credentials, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
+      written = true;
+      log.info(
+        { client_id: client.client_id, credentials_file: path },
+        `created the admin client; its credentials are in ${path} (mode 0600): keep that file secret`,
+      );
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
-        log.warn(
-          { credentials_file: path },
-          `no client holds admin rights, but ${path} exists and is never overwritten: move it away and restart ` +
-            'to have a new admin client created, or set MAYFLY_ADMIN_JWKS_FILE',
-        );
-        return;
-      }
-      if (file.written) await unlink(path).catch(() => undefined);
+      if (written) await unlink(path).catch(() => undefined);
       throw error;
     }
   });
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
+  }
 }
 
 async function readOperatorJwks(file: string): Promise<{ keys: JWK[] }> {
