@@ -1,8 +1,10 @@
+import cluster from 'node:cluster';
 import { realpathSync } from 'node:fs';
 
 import { ConfigError, loadConfig } from './config/config.ts';
 import { createAppContext } from './context.ts';
 import { startMetricsServer, startServer } from './server.ts';
+import { runPrimary, SHUTDOWN_MESSAGE } from './workers.ts';
 
 /**
  * Runs Mayfly until SIGTERM or SIGINT: config → context → server. `npm start` and `mayfly serve` both come here,
@@ -25,6 +27,10 @@ export async function serve(): Promise<void> {
 
 async function startMayfly(): Promise<void> {
   const config = loadConfig();
+  if (config.workers > 1 && cluster.isPrimary) {
+    runPrimary(config);
+    return;
+  }
   const app = await createAppContext(config);
   const running = await startServer(app);
   const metricsServer =
@@ -36,12 +42,15 @@ async function startMayfly(): Promise<void> {
       ...(metricsServer ? { metrics: `${metricsServer.url}/metrics` } : {}),
       database:
         config.database.kind === 'postgres' ? 'postgres' : `pglite:${config.database.dataDir ?? 'memory'}`,
+      ...(cluster.isWorker ? { worker: cluster.worker?.id, pid: process.pid } : {}),
     },
     'mayfly listening',
   );
 
   let stopping = false;
   const shutdown = (signal: string) => {
+    // Under a primary, a terminal's Ctrl-C reaches every worker as well as the primary's request: one suffices.
+    if (stopping && cluster.isWorker) return;
     if (stopping) {
       app.log.warn({ signal }, 'second signal: exiting at once');
       process.exit(1);
@@ -68,6 +77,9 @@ async function startMayfly(): Promise<void> {
   });
   process.on('SIGINT', () => {
     shutdown('SIGINT');
+  });
+  process.on('message', (message) => {
+    if (message === SHUTDOWN_MESSAGE) shutdown('primary');
   });
 }
 

@@ -31,6 +31,8 @@ export interface Config {
   metricsPort: number | undefined;
   /** Seconds a shutdown waits for requests in flight before cutting their connections. */
   shutdownTimeout: number;
+  /** Server processes sharing the port (node:cluster); more than one needs Postgres. */
+  workers: number;
   dpop: {
     /** 32 bytes from MAYFLY_DPOP_NONCE_SECRET; when absent the embedded default keeps one under keysDir. */
     nonceSecret: Buffer | undefined;
@@ -132,6 +134,7 @@ const EnvSchema = z.object({
   MAYFLY_TRUST_PROXY: flag.default(false),
   MAYFLY_METRICS_PORT: integer(1, 65535).optional(),
   MAYFLY_SHUTDOWN_TIMEOUT: integer(0, 600).default(10),
+  MAYFLY_WORKERS: integer(1, 64).default(1),
   // The value itself never appears in an error message.
   MAYFLY_DPOP_NONCE_SECRET: z
     .string()
@@ -208,6 +211,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const problems: string[] = [];
   const issuer = normalizeIssuer(e.MAYFLY_ISSUER ?? `http://localhost:${e.PORT}`, problems);
   const keys = keySettings(e, problems);
+  if (e.MAYFLY_WORKERS > 1 && !e.DATABASE_URL) {
+    problems.push(
+      `MAYFLY_WORKERS: more than one worker needs DATABASE_URL: the embedded database belongs to one process ` +
+        `(got ${e.MAYFLY_WORKERS})`,
+    );
+  }
   if (e.MAYFLY_METRICS_PORT !== undefined && e.MAYFLY_METRICS_PORT === e.PORT) {
     problems.push(`MAYFLY_METRICS_PORT: expected a port other than PORT (${e.PORT}), or leave it unset`);
   }
@@ -227,6 +236,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     trustProxy: e.MAYFLY_TRUST_PROXY,
     metricsPort: e.MAYFLY_METRICS_PORT,
     shutdownTimeout: e.MAYFLY_SHUTDOWN_TIMEOUT,
+    workers: e.MAYFLY_WORKERS,
     dpop: { nonceSecret: e.MAYFLY_DPOP_NONCE_SECRET, requireNonce: e.MAYFLY_DPOP_REQUIRE_NONCE },
     tokens: { maxTtl: e.MAYFLY_MAX_TOKEN_TTL, defaultTtl: Math.min(300, e.MAYFLY_MAX_TOKEN_TTL) },
     purgeIntervalSeconds: e.MAYFLY_PURGE_INTERVAL,
