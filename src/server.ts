@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 import Koa, { type Context, type Next } from 'koa';
@@ -152,10 +152,23 @@ async function listen(koa: Koa, port: number, host: string): Promise<RunningServ
   await once(server, 'listening');
   const address = server.address() as AddressInfo;
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  // Responses in flight, so that a shutdown can ask each to close its connection once answered.
+  const inFlight = new Set<ServerResponse>();
+  let stopping = false;
+  server.on('request', (_request: IncomingMessage, response: ServerResponse) => {
+    inFlight.add(response);
+    if (stopping) closeAfterAnswer(response);
+    response.once('close', () => {
+      inFlight.delete(response);
+      if (stopping) server.closeIdleConnections();
+    });
+  });
   return {
     server,
     url: `http://${shownHost}:${address.port}`,
     async stop(graceMs = 10_000) {
+      stopping = true;
+      for (const response of inFlight) closeAfterAnswer(response);
       const deadline = setTimeout(() => {
         server.closeAllConnections();
       }, graceMs);
@@ -172,4 +185,9 @@ async function listen(koa: Koa, port: number, host: string): Promise<RunningServ
       }
     },
   };
+}
+
+/** A draining server answers, then closes the connection rather than keep it alive for more requests. */
+function closeAfterAnswer(response: ServerResponse): void {
+  if (!response.headersSent) response.setHeader('Connection', 'close');
 }

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 
 import type { Clock } from '../clock.ts';
+import { isDatabaseUnavailable } from '../db/availability.ts';
 import type { Db } from '../db/connect.ts';
 import { purgeExpiredBatch } from './purge.repository.ts';
 
@@ -62,7 +63,8 @@ export function startPurgeJob(
       })
       .catch((error: unknown) => {
         report('failure', { payloads: 0, revokedTokens: 0 });
-        log.error({ err: error }, 'purge of expired rows failed');
+        if (isDatabaseUnavailable(error)) log.warn({ err: error }, 'purge skipped: database unavailable');
+        else log.error({ err: error }, 'purge of expired rows failed');
       })
       .finally(() => {
         running = undefined;

@@ -48,8 +48,12 @@ export async function connectDatabase(config: DatabaseConfig): Promise<DatabaseH
       connectionTimeoutMillis: 5_000,
       application_name: 'mayfly',
     });
-    // An idle client losing its connection must not crash the process; the next query reconnects.
+    // A client losing its connection must not crash the process: idle ones are reported on the pool, checked-out
+    // ones on the client itself (the query in progress fails, and the pool replaces the client).
     pool.on('error', () => undefined);
+    pool.on('connect', (client) => {
+      client.on('error', () => undefined);
+    });
     const queryErrors: QueryErrorHook = { listener: undefined };
     const db = new Kysely<Database>({
       dialect: new PostgresDialect({ pool }),
