@@ -43,6 +43,15 @@ export async function up(db: Kysely<any>): Promise<void> {
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
+  // Keys created or sealed since exist only sealed: dropping the column would destroy them.
+  const sealedOnly = await sql<{
+    n: number;
+  }>`select count(*)::int as n from signing_key where private_jwk is null`.execute(db);
+  if ((sealedOnly.rows[0]?.n ?? 0) > 0) {
+    throw new Error(
+      'signing keys exist only sealed under the KEK; reverting this migration would destroy them',
+    );
+  }
   await db.schema.alterTable('signing_key').dropConstraint('signing_key_recorded_phase').execute();
   await db.schema.alterTable('signing_key').dropConstraint('signing_key_private_half').execute();
   await db.schema

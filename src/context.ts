@@ -117,7 +117,7 @@ export async function createAppContext(
         checkReadiness({
           db: database.db,
           migrations: shippedMigrations,
-          signingKid: () => ring.current.signer.kid,
+          signing: () => ring.current,
           draining: () => context.draining,
         }),
       async close() {
@@ -126,7 +126,7 @@ export async function createAppContext(
         if (ownsDatabase) await database.close();
       },
     };
-    metrics.watch({ database, keys: () => ring.list() });
+    metrics.watch({ database, keys: () => ring.states() });
     // Requests in flight finish on the provider they started with; new ones reach the rebuilt one.
     keys.onChange((view, previous) => {
       if (view.signer.kid !== previous.signer.kid) context.provider = build();

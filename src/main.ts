@@ -4,7 +4,7 @@ import { realpathSync } from 'node:fs';
 import { ConfigError, loadConfig } from './config/config.ts';
 import { createAppContext } from './context.ts';
 import { startMetricsServer, startServer } from './server.ts';
-import { runPrimary, SHUTDOWN_MESSAGE } from './workers.ts';
+import { LISTENING_MESSAGE, runPrimary, SHUTDOWN_MESSAGE } from './workers.ts';
 
 /**
  * Runs Mayfly until SIGTERM or SIGINT: config → context → server. `npm start` and `mayfly serve` both come here,
@@ -31,6 +31,12 @@ async function startMayfly(): Promise<void> {
     runPrimary(config);
     return;
   }
+  // A drain request that arrives while this worker is still starting is honoured once it listens.
+  const early = { shutdownRequested: false };
+  const onEarlyMessage = (message: unknown) => {
+    if (message === SHUTDOWN_MESSAGE) early.shutdownRequested = true;
+  };
+  process.on('message', onEarlyMessage);
   const app = await createAppContext(config);
   const running = await startServer(app);
   const metricsServer =
@@ -78,9 +84,12 @@ async function startMayfly(): Promise<void> {
   process.on('SIGINT', () => {
     shutdown('SIGINT');
   });
+  process.off('message', onEarlyMessage);
   process.on('message', (message) => {
     if (message === SHUTDOWN_MESSAGE) shutdown('primary');
   });
+  if (cluster.isWorker) process.send?.(LISTENING_MESSAGE);
+  if (early.shutdownRequested) shutdown('primary');
 }
 
 // Started directly (npm start, the container image) rather than imported by `mayfly serve`.

@@ -21,6 +21,7 @@ import { assignRequestId } from './observability/request-context.ts';
 import {
   answerDatabaseOutages,
   completeIntrospectionResponse,
+  haltSigningWhen,
   TEMPORARILY_UNAVAILABLE,
   restrictToServedEndpoints,
   serveJwks,
@@ -30,7 +31,7 @@ import {
 export function createApp(app: AppContext): Koa {
   const koa = new Koa({ proxy: app.config.trustProxy });
   koa.silent = true;
-  koa.use(assignRequestId());
+  koa.use(assignRequestId(app.config.trustProxy));
   koa.use(app.metrics.observeRequests());
   koa.use(errorBoundary(app));
   koa.use(serveHealth(() => app.readiness()));
@@ -57,6 +58,7 @@ export function createApp(app: AppContext): Koa {
   koa.use(restrictToServedEndpoints());
   koa.use(serveServerMetadata());
   koa.use(auditProtocolRequests(app.audit, app.metrics));
+  koa.use(haltSigningWhen(() => app.keys.current.signingProblem));
   koa.use(clarifyTokenErrors);
   koa.use(
     presentJwtAccessTokens({

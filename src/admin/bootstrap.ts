@@ -43,62 +43,64 @@ export async function bootstrapAdmin(deps: BootstrapDeps): Promise<void> {
     ? await readOperatorJwks(config.admin.bootstrapJwksFile)
     : undefined;
   // One transaction under a transaction-scoped lock (safe behind a transaction-pooling pgbouncer): the admin
-  // client is committed only once its credentials are written, so a failed write leaves nothing half done.
-  await deps.db.transaction().execute(async (connection) => {
-    await lockForTransaction(connection, BOOTSTRAP_LOCK);
-    const scoped = { ...deps, db: connection };
-    const audience = config.admin.audience;
-    if (!(await findResourceByIdentifier(connection, audience))) {
-      await createResource(
-        scoped,
-        ACTOR,
-        {
-          identifier: audience,
-          name: 'Mayfly admin API',
-          scopes: [ADMIN_SCOPES.read, ADMIN_SCOPES.write],
-          token_ttl: Math.min(300, config.tokens.maxTtl),
-          token_format: 'jwt',
-        },
-        { reserved: true },
-      );
-    }
-    if (await hasGrantOn(connection, audience)) return;
+  // client is committed only once its credentials are written, and the file is removed if the commit fails.
+  let written: string | undefined;
+  try {
+    await deps.db.transaction().execute(async (connection) => {
+      await lockForTransaction(connection, BOOTSTRAP_LOCK);
+      const scoped = { ...deps, db: connection };
+      const audience = config.admin.audience;
+      if (!(await findResourceByIdentifier(connection, audience))) {
+        await createResource(
+          scoped,
+          ACTOR,
+          {
+            identifier: audience,
+            name: 'Mayfly admin API',
+            scopes: [ADMIN_SCOPES.read, ADMIN_SCOPES.write],
+            token_ttl: Math.min(300, config.tokens.maxTtl),
+            token_format: 'jwt',
+          },
+          { reserved: true },
+        );
+      }
+      if (await hasGrantOn(connection, audience)) return;
 
-    const input = (jwks: { keys: JWK[] }): ClientInput => ({
-      name: 'Mayfly admin',
-      auth_method: 'private_key_jwt',
-      jwks: jwks as NonNullable<ClientInput['jwks']>,
-      grants: [{ resource: audience, scopes: [ADMIN_SCOPES.read, ADMIN_SCOPES.write] }],
-    });
-    const clientOptions = config.admin.bootstrapClientId ? { clientId: config.admin.bootstrapClientId } : {};
+      const input = (jwks: { keys: JWK[] }): ClientInput => ({
+        name: 'Mayfly admin',
+        auth_method: 'private_key_jwt',
+        jwks: jwks as NonNullable<ClientInput['jwks']>,
+        grants: [{ resource: audience, scopes: [ADMIN_SCOPES.read, ADMIN_SCOPES.write] }],
+      });
+      const clientOptions = config.admin.bootstrapClientId
+        ? { clientId: config.admin.bootstrapClientId }
+        : {};
 
-    if (operatorJwks) {
-      const client = await createClient(scoped, ACTOR, input(operatorJwks), clientOptions);
-      log.info(
-        { client_id: client.client_id, jwks_file: config.admin.bootstrapJwksFile },
-        'created the admin client from MAYFLY_ADMIN_JWKS_FILE',
-      );
-      return;
-    }
+      if (operatorJwks) {
+        const client = await createClient(scoped, ACTOR, input(operatorJwks), clientOptions);
+        log.info(
+          { client_id: client.client_id, jwks_file: config.admin.bootstrapJwksFile },
+          'created the admin client from MAYFLY_ADMIN_JWKS_FILE',
+        );
+        return;
+      }
 
-    const path = join(config.keysDir, ADMIN_CREDENTIALS_FILE);
-    const { privateKey } = await generateKeyPair('ES256', { extractable: true });
-    const privateJwk = await exportJWK(privateKey);
-    const kid = await calculateJwkThumbprint(privateJwk);
-    const { d: _private, ...publicJwk } = privateJwk;
-    await mkdir(config.keysDir, { recursive: true, mode: 0o700 });
-    if (await exists(path)) {
-      log.warn(
-        { credentials_file: path },
-        `no client holds admin rights, but ${path} exists and is never overwritten: move it away and restart ` +
-          'to have a new admin client created, or set MAYFLY_ADMIN_JWKS_FILE',
-      );
-      return;
-    }
-    // The client and its credentials file exist together or not at all: a failed write (even a file that
-    // appeared meanwhile: 'wx' never overwrites) rolls the whole bootstrap back.
-    let written = false;
-    try {
+      const path = join(config.keysDir, ADMIN_CREDENTIALS_FILE);
+      const { privateKey } = await generateKeyPair('ES256', { extractable: true });
+      const privateJwk = await exportJWK(privateKey);
+      const kid = await calculateJwkThumbprint(privateJwk);
+      const { d: _private, ...publicJwk } = privateJwk;
+      await mkdir(config.keysDir, { recursive: true, mode: 0o700 });
+      if (await exists(path)) {
+        log.warn(
+          { credentials_file: path },
+          `no client holds admin rights, but ${path} exists and is never overwritten: move it away and restart ` +
+            'to have a new admin client created, or set MAYFLY_ADMIN_JWKS_FILE',
+        );
+        return;
+      }
+      // The client and its credentials file exist together or not at all: a failed write (even a file that
+      // appeared meanwhile: 'wx' never overwrites) rolls the whole bootstrap back.
       const client = await createClient(
         scoped,
         ACTOR,
@@ -111,16 +113,16 @@ export async function bootstrapAdmin(deps: BootstrapDeps): Promise<void> {
         private_jwk: { ...privateJwk, kid, alg: 'ES256' },
       };
       await writeFile(path, `${JSON.stringify(credentials, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
-      written = true;
+      written = path;
       log.info(
         { client_id: client.client_id, credentials_file: path },
         `created the admin client; its credentials are in ${path} (mode 0600): keep that file secret`,
       );
-    } catch (error) {
-      if (written) await unlink(path).catch(() => undefined);
-      throw error;
-    }
-  });
+    });
+  } catch (error) {
+    if (written) await unlink(written).catch(() => undefined);
+    throw error;
+  }
 }
 
 async function exists(path: string): Promise<boolean> {

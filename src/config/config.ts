@@ -256,12 +256,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
  * enough for every cache to hold it before it signs, and stays published until its last token has expired.
  */
 function keySettings(e: z.output<typeof EnvSchema>, problems: string[]): KeySettings {
-  const minPropagation = e.MAYFLY_JWKS_MAX_AGE + JWKS_REFRESH_MARGIN_SECONDS;
+  // A new key reaches other instances' JWKS within one check interval, and their caches within max-age after.
+  const minPropagation = e.MAYFLY_JWKS_MAX_AGE + e.MAYFLY_KEY_CHECK_INTERVAL + JWKS_REFRESH_MARGIN_SECONDS;
   if (e.MAYFLY_KEY_PROPAGATION < minPropagation) {
     problems.push(
       `MAYFLY_KEY_PROPAGATION: expected at least ${minPropagation} (MAYFLY_JWKS_MAX_AGE ${e.MAYFLY_JWKS_MAX_AGE} ` +
-        `plus a ${JWKS_REFRESH_MARGIN_SECONDS} s margin), so resource servers hold a key before it signs ` +
-        `(got ${e.MAYFLY_KEY_PROPAGATION})`,
+        `plus MAYFLY_KEY_CHECK_INTERVAL ${e.MAYFLY_KEY_CHECK_INTERVAL} plus a ${JWKS_REFRESH_MARGIN_SECONDS} s ` +
+        `margin), so every instance and resource server holds a key before it signs (got ${e.MAYFLY_KEY_PROPAGATION})`,
     );
   }
   if (e.MAYFLY_KEY_ROTATION_INTERVAL <= e.MAYFLY_KEY_PROPAGATION) {

@@ -46,6 +46,9 @@ export async function connectDatabase(config: DatabaseConfig): Promise<DatabaseH
       max: config.poolMax,
       // Fail fast rather than queue forever when Postgres is unreachable.
       connectionTimeoutMillis: 5_000,
+      // A query on a half-open connection fails instead of hanging its request (and what waits behind it).
+      query_timeout: 30_000,
+      keepAlive: true,
       application_name: 'mayfly',
     });
     // A client losing its connection must not crash the process: idle ones are reported on the pool, checked-out

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 
 import type { Jwk } from '../db/tables/signing-key.table.ts';
 
@@ -16,13 +16,16 @@ const TAG_BYTES = 16;
 export interface Kek {
   /** A public fingerprint of the KEK: names which KEK sealed a key, reveals nothing about it. */
   id: string;
+  /** The AES-256 key, derived from the KEK (HKDF): the KEK itself is used for nothing else. */
   key: Buffer;
 }
 
-export function toKek(key: Buffer): Kek {
-  if (key.length !== 32) throw new Error('a key-encryption key is 32 bytes');
-  const id = createHmac('sha256', key).update('mayfly kek id').digest('base64url').slice(0, 16);
-  return { id, key };
+/** Two independent subkeys of the KEK: one to name it, one to seal with. */
+export function toKek(kek: Buffer): Kek {
+  if (kek.length !== 32) throw new Error('a key-encryption key is 32 bytes');
+  const derive = (label: string, length: number) =>
+    Buffer.from(hkdfSync('sha256', kek, Buffer.alloc(0), `mayfly kek ${VERSION} ${label}`, length));
+  return { id: derive('id', 12).toString('base64url'), key: derive('seal', 32) };
 }
 
 /** Why a sealed key could not be opened; the message names kids and KEK ids, never key material. */

@@ -19,7 +19,7 @@ import {
   type RotationResult,
   type SigningKeyInfo,
 } from './key.service.ts';
-import { nextChangeAt, plan, publishedAt, signingKeyAt } from './lifecycle.ts';
+import { nextChangeAt, plan, publishedAt, signingKeyAt, type KeyState } from './lifecycle.ts';
 import { findSigningKeys } from './signing-key.repository.ts';
 
 /** The JWKS document as served: body and strong ETag computed once per key-set change. */
@@ -37,16 +37,26 @@ export function publishKeys(publicJwks: { keys: unknown[] }): PublishedKeys {
 export interface VerificationKeys {
   getKey: JWTVerifyGetKey;
   algorithms: string[];
+  /**
+   * Re-reads the keys when a token names a kid this instance does not know yet (another instance may have just
+   * created it); rate-limited. Resolves to the keys to retry with.
+   */
+  refresh(): Promise<VerificationKeys>;
 }
 
 /** The key set one instance works with at a given moment. */
 export interface KeySetView {
-  /** The key the provider signs with. */
+  /** The key the provider signs with: the scheduled signer, or while that cannot be opened, the last one. */
   signer: { kid: string; alg: string; privateJwk: Jwk };
+  /**
+   * Why the provider must not sign right now: the scheduled signer does not open with this instance's KEKs and
+   * the previous one is revoked or removed. Token requests are refused meanwhile; /readyz says so.
+   */
+  signingProblem: string | undefined;
   publicJwks: { keys: Jwk[] };
   published: PublishedKeys;
   verification: VerificationKeys;
-  /** Changes whenever the signer or the published set does. */
+  /** Changes whenever the signer, its problem or the published set does. */
   fingerprint: string;
 }
 
@@ -72,6 +82,7 @@ export class KeyRing {
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #stopped = false;
+  #lastUnknownKidRefresh = 0;
 
   private constructor(options: KeyRingOptions) {
     this.#options = options;
@@ -125,10 +136,26 @@ export class KeyRing {
     const previous = this.#running;
     const run = (async () => {
       await previous;
-      await this.#refreshOnce();
+      try {
+        await this.#refreshOnce();
+      } catch (error) {
+        this.#options.log.error({ err: error }, 'refreshing the signing keys failed');
+      }
     })();
     this.#running = run;
     await run;
+  }
+
+  /** At most one re-read per second for tokens naming an unknown kid, so forged kids cannot load the database. */
+  async #refreshForUnknownKid(): Promise<VerificationKeys> {
+    const now = Date.now();
+    if (now - this.#lastUnknownKidRefresh >= 1_000) {
+      this.#lastUnknownKidRefresh = now;
+      await this.refresh();
+    } else {
+      await this.#running;
+    }
+    return this.current.verification;
   }
 
   async list(): Promise<SigningKeyInfo[]> {
@@ -149,10 +176,12 @@ export class KeyRing {
 
   async #refreshOnce(): Promise<void> {
     const { db, clock, settings, log } = this.#options;
+    // What time alone changes (a scheduled activation) applies at once, before any database round trip.
+    this.#apply(this.#build());
     try {
       let rows = await findSigningKeys(db);
       if (plan(rows.map(toKeyState), clock.now(), settings).length > 0) {
-        const { actions } = await runKeyPlanner(this.#options);
+        const { actions } = await runKeyPlanner(this.#options, { skipIfBusy: true });
         if (actions.length) log.info({ actions: actions.map((a) => a.type) }, 'signing keys follow the schedule');
         rows = await findSigningKeys(db);
       }
@@ -160,21 +189,24 @@ export class KeyRing {
     } catch (error) {
       log.warn({ err: error }, 'could not read or update the signing keys; keeping the current set');
     }
-    let view: KeySetView;
-    try {
-      view = this.#build();
-    } catch (error) {
-      log.error({ err: error }, 'cannot use the new signing key; still signing with the previous one');
-      return;
-    }
+    this.#apply(this.#build());
+  }
+
+  #apply(view: KeySetView): void {
     const previous = this.#view;
     this.#view = view;
-    if (previous && previous.fingerprint !== view.fingerprint) {
-      log.info(
-        { signing_kid: view.signer.kid, published: view.publicJwks.keys.map((key) => key.kid) },
-        'signing keys changed',
-      );
-      for (const listener of this.#listeners) listener(view, previous);
+    if (!previous || previous.fingerprint === view.fingerprint) return;
+    if (view.signingProblem) this.#options.log.error({ problem: view.signingProblem }, 'signing is halted');
+    this.#options.log.info(
+      { signing_kid: view.signer.kid, published: view.publicJwks.keys.map((key) => key.kid) },
+      'signing keys changed',
+    );
+    for (const listener of this.#listeners) {
+      try {
+        listener(view, previous);
+      } catch (error) {
+        this.#options.log.error({ err: error }, 'applying the new signing keys failed');
+      }
     }
   }
 
@@ -186,7 +218,8 @@ export class KeyRing {
     const untilNext = next ? next.getTime() - now.getTime() + 1 : Infinity;
     const delay = Math.max(10, Math.min(checkInterval * 1000, untilNext));
     this.#timer = setTimeout(() => {
-      void this.refresh().finally(() => {
+      // refresh() never rejects.
+      void this.refresh().then(() => {
         this.#schedule();
       });
     }, delay);
@@ -201,28 +234,45 @@ export class KeyRing {
     return jwk;
   }
 
+  /**
+   * The view at this instant, from the rows last read: published keys and verification keys straight from the
+   * rows (a revoked key leaves both at once), and the scheduled signer opened with the KEKs.
+   */
   #build(): KeySetView {
     const now = this.#options.clock.now();
     const states = this.#rows.map(toKeyState);
-    const signer = signingKeyAt(states, now);
-    const signerRow = signer && this.#rows.find((row) => row.kid === signer.kid);
-    if (!signerRow) throw new Error('no signing key is active');
     const published = new Set(publishedAt(states, now).map((key) => key.kid));
     const keys = this.#rows.filter((row) => published.has(row.kid)).map((row) => row.public_jwk);
-    const publicJwks = { keys };
-    const fingerprint = `${signerRow.kid}|${keys.map((key) => key.kid).join(',')}`;
+    const scheduled = signingKeyAt(states, now);
+    const scheduledRow = scheduled && this.#rows.find((row) => row.kid === scheduled.kid);
+    let signer: KeySetView['signer'];
+    let signingProblem: string | undefined;
+    try {
+      if (!scheduledRow) throw new Error('no key is scheduled to sign');
+      signer = { kid: scheduledRow.kid, alg: scheduledRow.alg, privateJwk: this.#open(scheduledRow) };
+    } catch (error) {
+      // The previous signer may go on only while it is still published (neither revoked nor removed).
+      const previous = this.#view?.signer;
+      if (!previous) throw error;
+      signer = previous;
+      const reason = error instanceof Error ? error.message : String(error);
+      if (!published.has(signer.kid)) signingProblem = `${reason}; the previous signing key is no longer valid`;
+    }
+    const fingerprint = `${signer.kid}|${signingProblem ?? ''}|${keys.map((key) => key.kid).join(',')}`;
     if (this.#view?.fingerprint === fingerprint) return this.#view;
     // Forget opened keys that left the set.
     for (const kid of this.#opened.keys()) if (!published.has(kid)) this.#opened.delete(kid);
-    return {
-      signer: { kid: signerRow.kid, alg: signerRow.alg, privateJwk: this.#open(signerRow) },
-      publicJwks,
-      published: publishKeys(publicJwks),
-      verification: {
-        getKey: createLocalJWKSet(publicJwks),
-        algorithms: [...new Set(keys.map((key) => String(key.alg)))],
-      },
-      fingerprint,
+    const publicJwks = { keys };
+    const verification: VerificationKeys = {
+      getKey: createLocalJWKSet(publicJwks),
+      algorithms: [...new Set(keys.map((key) => String(key.alg)))],
+      refresh: () => this.#refreshForUnknownKid(),
     };
+    return { signer, signingProblem, publicJwks, published: publishKeys(publicJwks), verification, fingerprint };
+  }
+
+  /** The keys as last read, for the metrics (no database round trip per scrape). */
+  states(): KeyState[] {
+    return this.#rows.map(toKeyState);
   }
 }

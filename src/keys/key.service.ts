@@ -1,8 +1,9 @@
 import { calculateJwkThumbprint, exportJWK, generateKeyPair } from 'jose';
+import { sql } from 'kysely';
 import { z } from 'zod';
 
 import { commitChange, type Actor, type Change, type ChangeDeps } from '../audit/audit-trail.ts';
-import { lockForTransaction } from '../db/advisory-lock.ts';
+import { lockForTransaction, tryLockForTransaction } from '../db/advisory-lock.ts';
 import type { Db } from '../db/connect.ts';
 import type { Jwk, SigningKeyRow } from '../db/tables/signing-key.table.ts';
 import { MayflyError } from '../errors.ts';
@@ -237,11 +238,21 @@ async function changeKeys(
   deps: KeyDeps,
   actor: Actor,
   decide: (keys: KeyState[], now: Date) => KeyAction[],
+  options: { skipIfBusy?: boolean } = {},
 ): Promise<KeyChangeResult> {
   const [kek] = deps.keks;
   if (!kek) throw new Error('no key-encryption key');
-  return commitChange(deps, actor, async (trx, now) => {
+  return commitChange(deps, actor, async (trx) => {
+    // A lock held by a stuck session fails this change after 5 s rather than hanging it (and every refresh).
+    await sql`set local lock_timeout = '5s'`.execute(trx);
+    if (options.skipIfBusy && !(await tryLockForTransaction(trx, KEY_LOCK))) {
+      // Another instance is applying the schedule right now; this one reads the outcome at its next refresh.
+      const states = (await findSigningKeys(trx)).map(toKeyState);
+      return { result: { actions: [], created: [], states }, change: null };
+    }
     await lockForTransaction(trx, KEY_LOCK);
+    // The time is read once the lock is held: a key created after a wait is still published a full propagation.
+    const now = deps.clock.now();
     const rows = await lockSigningKeys(trx);
     const actions = decide(rows.map(toKeyState), now);
     const { changes, created } = await applyKeyActions(trx, rows, actions, now, kek);
@@ -251,8 +262,8 @@ async function changeKeys(
 }
 
 /** Brings the keys to the schedule: the first key of a new installation, a due successor, removals. */
-export async function runKeyPlanner(deps: KeyDeps): Promise<KeyChangeResult> {
-  return changeKeys(deps, KEY_SCHEDULER, (keys, now) => plan(keys, now, deps.settings));
+export async function runKeyPlanner(deps: KeyDeps, options: { skipIfBusy?: boolean } = {}): Promise<KeyChangeResult> {
+  return changeKeys(deps, KEY_SCHEDULER, (keys, now) => plan(keys, now, deps.settings), options);
 }
 
 export async function listKeys(deps: KeyDeps): Promise<SigningKeyInfo[]> {
@@ -274,7 +285,7 @@ export async function rotateKeys(deps: KeyDeps, actor: Actor, immediate: boolean
   const successor = immediate
     ? signingKeyAt(result.states, now)
     : result.states
-        .filter((key) => !key.revokedAt && key.activatesAt > now)
+        .filter((key) => !key.revokedAt && key.activatesAt > now && key.alg === deps.settings.alg)
         .sort((a, b) => a.activatesAt.getTime() - b.activatesAt.getTime())[0];
   if (!successor) throw new Error('rotation left no successor key');
   return { key: toKeyInfo(result.states, successor, now, deps.settings), created: result.created.length > 0 };

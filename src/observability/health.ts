@@ -7,8 +7,8 @@ export interface ReadinessSources {
   db: Db;
   /** Migrations this build ships; all must be applied. */
   migrations: readonly string[];
-  /** The key signing now, if any. */
-  signingKid(): string | undefined;
+  /** The key signing now, and why signing is halted if it is. */
+  signing(): { signer: { kid: string }; signingProblem: string | undefined };
   /** True once shutdown began: the load balancer should stop sending requests. */
   draining(): boolean;
 }
@@ -60,11 +60,13 @@ export async function checkReadiness(sources: ReadinessSources): Promise<Readine
     };
     migrations = { status: 'failing', reason: 'database unreachable' };
   }
-  const kid = sources.signingKid();
+  const { signer, signingProblem } = sources.signing();
   const checks: Readiness['checks'] = {
     database,
     migrations,
-    signing_key: kid ? { status: 'ok', kid } : { status: 'failing', reason: 'no key is signing' },
+    signing_key: signingProblem
+      ? { status: 'failing', reason: 'no usable signing key' }
+      : { status: 'ok', kid: signer.kid },
     ...(sources.draining() ? { shutdown: { status: 'failing' as const, reason: 'shutting down' } } : {}),
   };
   const ready = Object.values(checks).every((check) => check.status === 'ok');

@@ -73,14 +73,20 @@ export function prettyLines(out: NodeJS.WritableStream): DestinationStream {
         const component = typeof event.component === 'string' ? ` [${event.component}]` : '';
         const fields = Object.entries(event)
           .filter(([key]) => !HIDDEN.has(key))
-          .map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`);
-        if (typeof event.req_id === 'string') fields.push(`req_id=${event.req_id}`);
+          .map(([key, value]) => `${key}=${readable(value)}`);
+        if (typeof event.req_id === 'string') fields.push(`req_id=${readable(event.req_id)}`);
         out.write(
-          `${time} ${level}${component} ${typeof event.msg === 'string' ? event.msg : ''}  ${fields.join(' ')}`.trimEnd() +
+          `${time} ${level}${component} ${readable(typeof event.msg === 'string' ? event.msg : '')}  ${fields.join(' ')}`.trimEnd() +
             '\n',
         );
       }
       done();
     },
   });
+}
+
+/** Plain text as is; anything else, and text with control characters (a forged line break, an escape), as JSON. */
+function readable(value: unknown): string {
+  // eslint-disable-next-line no-control-regex
+  return typeof value === 'string' && !/[\u0000-\u001f\u007f]/.test(value) ? value : JSON.stringify(value);
 }

@@ -2,7 +2,7 @@ import type { Context, Next } from 'koa';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 import type { DatabaseHandle } from '../db/connect.ts';
-import type { SigningKeyInfo } from '../keys/key.service.ts';
+import { phaseAt, type KeyState } from '../keys/lifecycle.ts';
 
 /**
  * Prometheus metrics, one registry per app context. Every label takes a bounded set of values: endpoints are
@@ -17,7 +17,7 @@ export interface Metrics {
   introspection(outcome: 'success' | 'failure', active: boolean): void;
   purge(outcome: 'success' | 'failure', rows: { payloads: number; revokedTokens: number }): void;
   /** Reads pool usage and key phases at scrape time. */
-  watch(sources: { database: DatabaseHandle; keys: () => Promise<SigningKeyInfo[]> }): void;
+  watch(sources: { database: DatabaseHandle; keys: () => readonly KeyState[] }): void;
 }
 
 const ENDPOINTS: readonly [string, (path: string) => boolean][] = [
@@ -135,29 +135,34 @@ export function createMetrics(): Metrics {
           this.set({ state: 'waiting' }, stats.waiting);
         },
       });
-      const phases = new Gauge({
+      // From the keys the ring last read: a scrape costs no database round trip.
+      const phased = () => {
+        const states = keys();
+        const now = new Date();
+        return states.map((key) => ({ key, phase: phaseAt(states, key, now) }));
+      };
+      new Gauge({
         name: 'mayfly_signing_keys',
         help: 'Signing keys by phase.',
         labelNames: ['phase'] as const,
         registers: [registry],
+        collect() {
+          const listed = phased();
+          for (const phase of ['published', 'active', 'retired', 'revoked'] as const) {
+            this.set({ phase }, listed.filter((entry) => entry.phase === phase).length);
+          }
+        },
       });
       new Gauge({
         name: 'mayfly_signing_key_age_seconds',
         help: 'Seconds since each signing key was published, by kid and phase (a handful of keys at most).',
         labelNames: ['kid', 'phase'] as const,
         registers: [registry],
-        async collect() {
-          // Read at scrape time; a database outage leaves the key gauges empty rather than failing the scrape.
-          const listed = await keys().catch(() => undefined);
+        collect() {
           this.reset();
-          phases.reset();
-          if (!listed) return;
           const now = Date.now();
-          for (const phase of ['published', 'active', 'retired', 'revoked'] as const) {
-            phases.set({ phase }, listed.filter((key) => key.phase === phase).length);
-          }
-          for (const key of listed) {
-            this.set({ kid: key.kid, phase: key.phase }, (now - Date.parse(key.published_at)) / 1000);
+          for (const { key, phase } of phased()) {
+            this.set({ kid: key.kid, phase }, (now - key.publishedAt.getTime()) / 1000);
           }
         },
       });

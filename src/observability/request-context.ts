@@ -19,12 +19,13 @@ const ACCEPTED_ID = /^[\w.:-]{1,128}$/;
 export const REQUEST_ID_HEADER = 'X-Request-Id';
 
 /**
- * Gives every request an id (the caller's `X-Request-Id` when acceptable, else a new UUID), answers it in the
- * `X-Request-Id` header, and makes it available to every log line written while the request is handled.
+ * Gives every request an id, answers it in the `X-Request-Id` header, and makes it available to every log line
+ * written while the request is handled. The id a trusted proxy sent is kept (so one id spans the proxy's log and
+ * Mayfly's); without a trusted proxy a caller could choose the id its audit lines carry, so a new UUID is used.
  */
-export function assignRequestId() {
+export function assignRequestId(trustProxy: boolean) {
   return function requestId(ctx: Context, next: Next): Promise<void> {
-    const offered = ctx.get(REQUEST_ID_HEADER);
+    const offered = trustProxy ? ctx.get(REQUEST_ID_HEADER) : '';
     const id = ACCEPTED_ID.test(offered) ? offered : randomUUID();
     ctx.set(REQUEST_ID_HEADER, id);
     ctx.state.requestId = id;

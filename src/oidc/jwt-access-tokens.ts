@@ -85,14 +85,20 @@ export async function verifyJwtAccessToken(
   token: string,
   options: JwtPresentationOptions & { clockToleranceSeconds?: number },
 ): Promise<JwtAccessTokenClaims> {
-  const { getKey, algorithms } = options.verificationKeys();
-  const { payload } = await jwtVerify(token, getKey, {
-    issuer: options.issuer,
-    typ: 'at+jwt',
-    algorithms,
-    currentDate: options.clock.now(),
-    clockTolerance: options.clockToleranceSeconds ?? 0,
-    requiredClaims: ['jti', 'iat', 'exp', 'client_id', 'aud'],
+  const verify = (keys: VerificationKeys) =>
+    jwtVerify(token, keys.getKey, {
+      issuer: options.issuer,
+      typ: 'at+jwt',
+      algorithms: keys.algorithms,
+      currentDate: options.clock.now(),
+      clockTolerance: options.clockToleranceSeconds ?? 0,
+      requiredClaims: ['jti', 'iat', 'exp', 'client_id', 'aud'],
+    });
+  const keys = options.verificationKeys();
+  // A kid this instance has not seen yet may be one another instance has just created: re-read the keys once.
+  const { payload } = await verify(keys).catch(async (error: unknown) => {
+    if (!(error instanceof joseErrors.JWKSNoMatchingKey)) throw error;
+    return verify(await keys.refresh());
   });
   const { jti, iat, exp, client_id: clientId, aud, scope, cnf } = payload as Record<string, unknown>;
   if (

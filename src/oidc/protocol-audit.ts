@@ -138,7 +138,9 @@ function writeAuditLine(
   const params = oidc?.params as { resource?: unknown; scope?: unknown } | undefined;
 
   if (route === 'token') {
-    metrics.tokenRequest(client?.clientId, common.outcome, common.error);
+    // The provider sets the client before checking its credentials: invalid_client means it did not authenticate.
+    const authenticated = client !== undefined && common.error !== 'invalid_client';
+    metrics.tokenRequest(authenticated ? client.clientId : undefined, common.outcome, common.error);
     const requestedScope = typeof params?.scope === 'string' ? params.scope : undefined;
     audit.tokenRequest({
       ...common,

@@ -144,3 +144,22 @@ export async function answerDatabaseOutages(ctx: Context, next: Next): Promise<v
     ctx.body = { ...TEMPORARILY_UNAVAILABLE };
   }
 }
+
+/**
+ * While no usable key can sign (the scheduled one does not open with this instance's KEK and the previous one is
+ * revoked), token requests are refused rather than signed with a revoked key.
+ */
+export function haltSigningWhen(problem: () => string | undefined) {
+  return async function haltSigning(ctx: Context, next: Next): Promise<void> {
+    if (ctx.path === ROUTES.token && problem() !== undefined) {
+      ctx.status = 503;
+      ctx.set('Retry-After', '5');
+      ctx.body = {
+        error: 'temporarily_unavailable',
+        error_description: 'this instance has no usable signing key; retry shortly',
+      };
+      return;
+    }
+    await next();
+  };
+}

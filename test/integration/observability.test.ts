@@ -98,14 +98,22 @@ describe('health', () => {
 });
 
 describe('request ids', () => {
-  it('answers a new id, keeps a plain one the caller sent, and replaces one that is not plain', async () => {
+  it('answers a new id; a caller cannot choose the id of its audit lines unless it is the trusted proxy', async () => {
     const fresh = await request(server.url).get('/jwks');
     expect(fresh.headers['x-request-id']).toMatch(UUID);
-    const kept = await request(server.url).get('/jwks').set('X-Request-Id', 'lb-7f3a.42:1');
-    expect(kept.headers['x-request-id']).toBe('lb-7f3a.42:1');
-    for (const bad of ['has space', 'x'.repeat(129), 'quote"s', 'semi;colon']) {
-      const replaced = await request(server.url).get('/jwks').set('X-Request-Id', bad);
-      expect(replaced.headers['x-request-id']).toMatch(UUID);
+    const ignored = await request(server.url).get('/jwks').set('X-Request-Id', 'lb-7f3a.42:1');
+    expect(ignored.headers['x-request-id']).toMatch(UUID);
+
+    const proxied = await startTestServer({ env: { MAYFLY_TRUST_PROXY: 'true' } });
+    try {
+      const kept = await request(proxied.url).get('/jwks').set('X-Request-Id', 'lb-7f3a.42:1');
+      expect(kept.headers['x-request-id']).toBe('lb-7f3a.42:1');
+      for (const bad of ['has space', 'x'.repeat(129), 'quote"s', 'semi;colon']) {
+        const replaced = await request(proxied.url).get('/jwks').set('X-Request-Id', bad);
+        expect(replaced.headers['x-request-id']).toMatch(UUID);
+      }
+    } finally {
+      await proxied.close();
     }
   });
 
@@ -254,11 +262,13 @@ describe('readable log lines', () => {
         outcome: 'failure',
         scopes: ['read'],
         msg: 'token failure',
-      })}\nnot json\n`,
+      })}\nnot json\n${JSON.stringify({ level: 'info', msg: 'token', client_id: 'x\n12:00:00.000 INFO  forged' })}\n`,
     );
     await new Promise((resolve) => setImmediate(resolve));
     expect(text).toBe(
-      '12:00:01.234 WARN  [audit] token failure  event=token outcome=failure scopes=["read"] req_id=r-1\nnot json\n',
+      '12:00:01.234 WARN  [audit] token failure  event=token outcome=failure scopes=["read"] req_id=r-1\nnot json\n' +
+        // A value with a line break is quoted: a caller cannot forge a line of its own.
+        ' INFO  token  client_id="x\\n12:00:00.000 INFO  forged"\n',
     );
   });
 });

@@ -185,6 +185,58 @@ describe('private keys at rest', () => {
   });
 });
 
+describe('an instance that cannot open the key it should sign with', () => {
+  let database: TestDatabase;
+  afterEach(async () => {
+    await database.drop();
+  });
+
+  it('never signs or verifies with a revoked key: it refuses tokens and says not ready until it can', async () => {
+    database = await createTestDatabase();
+    const oldKek = database.kek;
+    const newKek = randomKek();
+    // A rolling KEK change, half done: one instance already on the new KEK, one still on the old one only.
+    const behind = await startTestServer({ database });
+    const ahead = await startTestServer({
+      database,
+      env: { MAYFLY_KEK: newKek, MAYFLY_KEK_PREVIOUS: oldKek },
+    });
+    try {
+      const parties = await setUp(ahead);
+      const compromised = behind.app.keys.current.signer.kid;
+      const token = await issue(behind, parties);
+      expect(kidOf(token)).toBe(compromised);
+
+      const admin = await obtainAdminToken(ahead);
+      const revoked = await adminCall(ahead, admin, 'POST', `/keys/${compromised}/revoke`);
+      expect(revoked.status).toBe(200);
+      // The successor is sealed under the new KEK: the instance behind cannot open it.
+      await behind.app.keys.refresh();
+      expect(behind.app.keys.current.signingProblem).toMatch(/MAYFLY_KEK_PREVIOUS.*no longer valid/);
+
+      const refused = await requestToken(behind.url, {
+        clientId: parties.caller.id,
+        secret: parties.caller.secret,
+        resource: API,
+        key: parties.key,
+      });
+      expect(refused.status).toBe(503);
+      expect(refused.body).toMatchObject({ error: 'temporarily_unavailable' });
+      const ready = await request(behind.url).get('/readyz');
+      expect(ready.status).toBe(503);
+      expect(ready.body.checks.signing_key).toEqual({ status: 'failing', reason: 'no usable signing key' });
+      expect((await jwks(behind)).kids).not.toContain(compromised);
+      expect(await introspect(behind, parties, token)).toBe(false);
+      expect(await introspect(ahead, parties, token)).toBe(false);
+      // The instance ahead signs with the successor.
+      expect(kidOf(await issue(ahead, parties))).toBe(revoked.body.signing_kid);
+    } finally {
+      await ahead.close();
+      await behind.close();
+    }
+  });
+});
+
 describe('the lifecycle on a clock', () => {
   /** Only the key schedule is moved forward; tokens are verified with the real time. */
   const clock: Clock & { offsetMs: number } = {
@@ -301,7 +353,7 @@ describe.each(['EdDSA', 'PS256'] as const)('a change of algorithm to %s', (alg) 
 
   it('rotates through the same lifecycle: published first, signing after the propagation time', async () => {
     // The shortest propagation the settings allow, so tokens issued before the switch are still live after it.
-    const env = { MAYFLY_JWKS_MAX_AGE: '0', MAYFLY_KEY_PROPAGATION: '60' };
+    const env = { MAYFLY_JWKS_MAX_AGE: '0', MAYFLY_KEY_PROPAGATION: '65' };
     const before = await startTestServer({ database, clock, env });
     const parties = await setUp(before);
     const es256 = before.app.keys.current.signer.kid;
@@ -323,7 +375,7 @@ describe.each(['EdDSA', 'PS256'] as const)('a change of algorithm to %s', (alg) 
         ['ES256', 'active'],
       ]);
 
-      clock.offsetMs = 61_000;
+      clock.offsetMs = 66_000;
       await server.app.keys.refresh();
       const newToken = await issue(server, parties);
       expect(decodeProtectedHeader(newToken).alg).toBe(alg);

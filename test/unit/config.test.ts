@@ -190,7 +190,9 @@ describe('signing key settings', () => {
 
   it('refuses a schedule under which a resource server could meet an unknown kid or lose a live key', () => {
     expect(problems({ MAYFLY_KEY_PROPAGATION: '300' })).toEqual([
-      expect.stringMatching(/^MAYFLY_KEY_PROPAGATION: expected at least 360 \(MAYFLY_JWKS_MAX_AGE 300 plus/),
+      expect.stringMatching(
+        /^MAYFLY_KEY_PROPAGATION: expected at least 365 \(MAYFLY_JWKS_MAX_AGE 300 plus MAYFLY_KEY_CHECK_INTERVAL 5 plus/,
+      ),
     ]);
     expect(problems({ MAYFLY_KEY_ROTATION_INTERVAL: '3600' })).toEqual([
       expect.stringMatching(
@@ -206,9 +208,9 @@ describe('signing key settings', () => {
       'MAYFLY_SIGNING_ALG: expected one of ES256, EdDSA, PS256 (got "HS256")',
     ]);
     expect(
-      loadConfig({ MAYFLY_SIGNING_ALG: 'EdDSA', MAYFLY_JWKS_MAX_AGE: '60', MAYFLY_KEY_PROPAGATION: '120' })
+      loadConfig({ MAYFLY_SIGNING_ALG: 'EdDSA', MAYFLY_JWKS_MAX_AGE: '60', MAYFLY_KEY_PROPAGATION: '125' })
         .keys,
-    ).toMatchObject({ alg: 'EdDSA', jwksMaxAge: 60, propagation: 120 });
+    ).toMatchObject({ alg: 'EdDSA', jwksMaxAge: 60, propagation: 125 });
   });
 
   it('never echoes a malformed KEK', () => {

@@ -463,13 +463,15 @@ function profileFrom(env: Record<string, string>): Profile {
 }
 
 // Each profile uses the longest JWKS max-age its propagation allows: the worst case for a caching resource server.
-const DEFAULT_ENV = { MAYFLY_JWKS_MAX_AGE: String(3_600 - JWKS_REFRESH_MARGIN_SECONDS) };
+// (The propagation also covers one check interval, 5 s by default, for other instances to see a new key.)
+const CHECK_INTERVAL = 5;
+const DEFAULT_ENV = { MAYFLY_JWKS_MAX_AGE: String(3_600 - JWKS_REFRESH_MARGIN_SECONDS - CHECK_INTERVAL) };
 const TIGHT_ENV = {
   MAYFLY_KEY_ROTATION_INTERVAL: '7200',
   MAYFLY_KEY_PROPAGATION: '360',
   MAYFLY_KEY_RETENTION: '960',
   MAYFLY_MAX_TOKEN_TTL: '900',
-  MAYFLY_JWKS_MAX_AGE: String(360 - JWKS_REFRESH_MARGIN_SECONDS),
+  MAYFLY_JWKS_MAX_AGE: String(360 - JWKS_REFRESH_MARGIN_SECONDS - CHECK_INTERVAL),
 };
 const DEFAULTS = profileFrom(DEFAULT_ENV);
 const TIGHT = profileFrom(TIGHT_ENV);
@@ -955,7 +957,7 @@ describe('weeks of simulated time', () => {
     expect(DEFAULTS).toEqual({
       settings: { alg: 'ES256', rotationInterval: 86_400, propagation: 3_600, retention: 3_600 },
       maxTtl: 900,
-      jwksMaxAge: 3_540,
+      jwksMaxAge: 3_535,
     });
     expect(TIGHT.settings).toEqual({
       alg: 'ES256',
@@ -963,11 +965,11 @@ describe('weeks of simulated time', () => {
       propagation: 360,
       retention: 960,
     });
-    expect(TIGHT.jwksMaxAge).toBe(300);
+    expect(TIGHT.jwksMaxAge).toBe(295);
     // One step further and the configuration refuses to start: the simulation covers the worst accepted case.
-    expect(() => loadConfig({ ...TIGHT_ENV, MAYFLY_JWKS_MAX_AGE: '301' })).toThrow(ConfigError);
+    expect(() => loadConfig({ ...TIGHT_ENV, MAYFLY_JWKS_MAX_AGE: '296' })).toThrow(ConfigError);
     expect(() => loadConfig({ ...TIGHT_ENV, MAYFLY_KEY_RETENTION: '959' })).toThrow(ConfigError);
-    expect(() => loadConfig({ ...DEFAULT_ENV, MAYFLY_JWKS_MAX_AGE: '3541' })).toThrow(ConfigError);
+    expect(() => loadConfig({ ...DEFAULT_ENV, MAYFLY_JWKS_MAX_AGE: '3536' })).toThrow(ConfigError);
   });
 
   const scenarios: Scenario[] = [
