@@ -4,6 +4,7 @@ import type Provider from 'oidc-provider';
 import { startPurgeJob, type PurgeJob } from './adapter/purge.ts';
 import type { AdminDeps } from './admin/admin.routes.ts';
 import { bootstrapAdmin } from './admin/bootstrap.ts';
+import { ClientAccessCache } from './clients/client-access-cache.ts';
 import { systemClock, type Clock } from './clock.ts';
 import type { Config } from './config/config.ts';
 import { loadSecrets, type Secrets } from './config/secrets.ts';
@@ -85,8 +86,9 @@ export async function createAppContext(
       keys,
     };
     await bootstrapAdmin({ ...admin, config, log: log.child({ component: 'bootstrap' }) });
+    const clients = new ClientAccessCache(database.db);
     const build = () =>
-      buildProvider({ config, secrets, signer: ring.current.signer, db: database.db, clock, log });
+      buildProvider({ config, secrets, signer: ring.current.signer, db: database.db, clock, log, clients });
     const ring = keys;
     const provider = build();
     if (overrides.jobs !== false) {

@@ -12,6 +12,10 @@ export interface ClientAccess {
   secretHashes: string[];
   grants: { resource: string; scopes: string[]; tokenTtl: number; tokenFormat: TokenFormat }[];
   introspects: string[];
+  /** `client.version` when this was read (a string: bigint). */
+  version: string;
+  /** When the first of these secrets expires: what was read stops being true then. */
+  validUntil: Date | undefined;
 }
 
 export async function findClientAccess(
@@ -26,7 +30,7 @@ export async function findClientAccess(
       jsonArrayFrom(
         eb
           .selectFrom('client_secret as s')
-          .select('s.secret_hash')
+          .select(['s.secret_hash', 's.expires_at'])
           .whereRef('s.client_id', '=', 'c.id')
           .where((w) => w.or([w('s.expires_at', 'is', null), w('s.expires_at', '>', now)])),
       ).as('secrets'),
@@ -54,12 +58,24 @@ export async function findClientAccess(
     .executeTakeFirst();
   if (!row) return undefined;
   const { secrets, grants, introspects, ...client } = row;
+  // Inside JSON the expiry is text.
+  const expiries = secrets
+    .map((s) => (s.expires_at === null ? undefined : Date.parse(s.expires_at)))
+    .filter((at) => at !== undefined);
   return {
     client,
     secretHashes: secrets.map((s) => s.secret_hash),
     grants,
     introspects: introspects.map((i) => i.identifier),
+    version: String(client.version),
+    validUntil: expiries.length ? new Date(Math.min(...expiries)) : undefined,
   };
+}
+
+/** The one-row check that what an instance read about a client is still current. */
+export async function findClientVersion(db: Db, clientId: string): Promise<string | undefined> {
+  const row = await db.selectFrom('client').select('version').where('id', '=', clientId).executeTakeFirst();
+  return row && String(row.version);
 }
 
 export async function insertClient(db: Db, row: NewClientRow): Promise<ClientRow> {

@@ -19,6 +19,8 @@ export interface ClientTable {
   tokens_not_before: ColumnType<Date | null, Date | null | undefined, Date | null>;
   created_at: ColumnType<Date, never, never>;
   updated_at: ColumnType<Date, never, Date>;
+  /** Bumped by triggers on any change the token path would see (see the client-version migration). */
+  version: ColumnType<string | number, never, never>;
 }
 
 export interface ClientSecretTable {
