@@ -103,8 +103,11 @@ it('stores opaque token ids and secrets only as hashes', async () => {
 
 it('creates exactly one first signing key when instances start together on a fresh database', async () => {
   const fresh = await createTestDatabase();
+  // The admin bootstrap writes its credentials here: never into the repository's own keys folder.
+  const keysDir = await mkdtemp(join(tmpdir(), 'mayfly-keys-'));
   try {
     const config = loadConfig({
+      MAYFLY_KEYS_DIR: keysDir,
       MAYFLY_DPOP_NONCE_SECRET: randomBytes(32).toString('base64url'),
       MAYFLY_KEK: fresh.kek,
       ...(fresh.config.kind === 'postgres' ? { DATABASE_URL: fresh.config.url } : {}),
@@ -125,5 +128,6 @@ it('creates exactly one first signing key when instances start together on a fre
     if (fresh.config.kind === 'postgres') await Promise.all(handles.map((h) => h.close()));
   } finally {
     await fresh.drop();
+    await rm(keysDir, { recursive: true, force: true });
   }
 });
