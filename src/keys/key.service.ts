@@ -16,6 +16,7 @@ import {
   planRevocation,
   planRotation,
   signingKeyAt,
+  successorOf,
   type KeyAction,
   type KeyPhase,
   type KeyState,
@@ -256,7 +257,7 @@ async function changeKeys(
     const rows = await lockSigningKeys(trx);
     const actions = decide(rows.map(toKeyState), now);
     const { changes, created } = await applyKeyActions(trx, rows, actions, now, kek);
-    const states = (await lockSigningKeys(trx)).map(toKeyState);
+    const states = (await findSigningKeys(trx)).map(toKeyState);
     return { result: { actions, created, states }, change: changes.length ? changes : null };
   });
 }
@@ -284,9 +285,7 @@ export async function rotateKeys(deps: KeyDeps, actor: Actor, immediate: boolean
   const now = deps.clock.now();
   const successor = immediate
     ? signingKeyAt(result.states, now)
-    : result.states
-        .filter((key) => !key.revokedAt && key.activatesAt > now && key.alg === deps.settings.alg)
-        .sort((a, b) => a.activatesAt.getTime() - b.activatesAt.getTime())[0];
+    : successorOf(result.states, now, deps.settings.alg);
   if (!successor) throw new Error('rotation left no successor key');
   return { key: toKeyInfo(result.states, successor, now, deps.settings), created: result.created.length > 0 };
 }

@@ -97,7 +97,7 @@ export function publishedAt(keys: readonly KeyState[], now: Date): KeyState[] {
 }
 
 /** The published key due to sign next after the current signer, if one is scheduled. */
-function successorOf(keys: readonly KeyState[], now: Date, alg: string): KeyState | undefined {
+export function successorOf(keys: readonly KeyState[], now: Date, alg: string): KeyState | undefined {
   return keys
     .filter((key) => !key.revokedAt && key.activatesAt > now && key.alg === alg)
     .sort((a, b) => a.activatesAt.getTime() - b.activatesAt.getTime())[0];
