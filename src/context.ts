@@ -1,6 +1,8 @@
 import type { DestinationStream } from 'pino';
 import type Provider from 'oidc-provider';
 
+import { AnomalyWatch } from './abuse/anomalies.ts';
+import { RateLimits } from './abuse/rate-limits.ts';
 import { startPurgeJob, type PurgeJob } from './adapter/purge.ts';
 import type { AdminDeps } from './admin/admin.routes.ts';
 import { bootstrapAdmin } from './admin/bootstrap.ts';
@@ -32,6 +34,12 @@ export interface AppContext {
   /** What the admin API's operations run with. */
   admin: AdminDeps;
   metrics: Metrics;
+  /** Rate limits and authentication-failure backoff of the protocol endpoints. */
+  limits: RateLimits;
+  /** What this instance last read about each client (shared by the providers it builds). */
+  clients: ClientAccessCache;
+  /** This instance's per-client anomaly detection. */
+  anomalies: AnomalyWatch;
   /** Whether this instance can serve (/readyz). */
   readiness(): Promise<Readiness>;
   /** Set when shutdown begins: readiness turns false so load balancers stop sending requests. */
@@ -114,6 +122,17 @@ export async function createAppContext(
       provider,
       admin,
       metrics,
+      limits: new RateLimits(database.db, config.rateLimits, config.authFailures),
+      clients,
+      anomalies: new AnomalyWatch({
+        db: database.db,
+        clock,
+        audit,
+        metrics,
+        log: log.child({ component: 'anomalies' }),
+        clients,
+        settings: config.anomalies,
+      }),
       draining: false,
       readiness: () =>
         checkReadiness({

@@ -7,12 +7,13 @@ import mount from 'koa-mount';
 import type Provider from 'oidc-provider';
 
 import type { AppContext } from './context.ts';
+import { guardProtocolRequests } from './abuse/protocol-guard.ts';
 import { serveAdminApi } from './admin/admin-api.ts';
 import { AdminNonces } from './admin/admin-auth.ts';
 import { MayflyError } from './errors.ts';
 import { ASYMMETRIC_ALGS } from './oidc/provider.ts';
 import { presentJwtAccessTokens } from './oidc/jwt-access-tokens.ts';
-import { auditProtocolRequests } from './oidc/protocol-audit.ts';
+import { auditProtocolRequests, issuedTokenJkt } from './oidc/protocol-audit.ts';
 import { clarifyTokenErrors } from './oidc/token-errors.ts';
 import { isDatabaseUnavailable } from './db/availability.ts';
 import { serveHealth } from './observability/health.ts';
@@ -58,6 +59,20 @@ export function createApp(app: AppContext): Koa {
   koa.use(restrictToServedEndpoints());
   koa.use(serveServerMetadata());
   koa.use(auditProtocolRequests(app.audit, app.metrics));
+  koa.use(
+    guardProtocolRequests({
+      limits: app.limits,
+      clients: app.clients,
+      audit: app.audit,
+      metrics: app.metrics,
+      log: app.log.child({ component: 'limits' }),
+      observe: (ctx, route, clientId, address) => {
+        if (route !== 'token' || clientId === undefined) return;
+        const issued = ctx.status === 200;
+        app.anomalies.tokenRequest({ clientId, issued, address, dpopJkt: issuedTokenJkt(ctx) });
+      },
+    }),
+  );
   koa.use(haltSigningWhen(() => app.keys.current.signingProblem));
   koa.use(clarifyTokenErrors);
   koa.use(

@@ -24,3 +24,24 @@ export async function purgeExpiredBatch(
     return Number(deleted.numAffectedRows ?? 0n);
   });
 }
+
+/**
+ * Deletes up to `limit` rate-limit counters whose window has ended. Their expiry is in epoch milliseconds of
+ * real time, as the rate limiter writes it. Same lock as the other purges.
+ */
+export async function purgeRateLimitBatch(
+  db: Db,
+  nowMs: number,
+  limit: number,
+  lockKey: number,
+): Promise<number | undefined> {
+  return db.transaction().execute(async (trx) => {
+    const { rows } = await sql<{
+      locked: boolean;
+    }>`select pg_try_advisory_xact_lock(${lockKey}) as locked`.execute(trx);
+    if (!rows[0]?.locked) return undefined;
+    const deleted = await sql`delete from rate_limit where key in (
+      select key from rate_limit where expire <= ${nowMs} limit ${limit})`.execute(trx);
+    return Number(deleted.numAffectedRows ?? 0n);
+  });
+}

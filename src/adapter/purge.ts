@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../clock.ts';
 import { isDatabaseUnavailable } from '../db/availability.ts';
 import type { Db } from '../db/connect.ts';
-import { purgeExpiredBatch } from './purge.repository.ts';
+import { purgeExpiredBatch, purgeRateLimitBatch } from './purge.repository.ts';
 
 /** Arbitrary but fixed: identifies Mayfly's purge among advisory locks on a shared database. */
 const PURGE_LOCK_KEY = 0x6d66_7001;
@@ -12,13 +12,15 @@ const BATCH = 5_000;
 export interface PurgeResult {
   payloads: number;
   revokedTokens: number;
+  /** Rate-limit counters whose window had ended. */
+  rateLimitCounters: number;
   /** Stopped early: another instance held the purge lock, or the job was asked to stop. */
   stoppedEarly: boolean;
 }
 
 export async function purgeExpiredRows(db: Db, clock: Clock, signal?: AbortSignal): Promise<PurgeResult> {
   const now = clock.now();
-  const result: PurgeResult = { payloads: 0, revokedTokens: 0, stoppedEarly: false };
+  const result: PurgeResult = { payloads: 0, revokedTokens: 0, rateLimitCounters: 0, stoppedEarly: false };
   for (const [table, key] of [
     ['oidc_payload', 'payloads'],
     ['revoked_token', 'revokedTokens'],
@@ -31,6 +33,15 @@ export async function purgeExpiredRows(db: Db, clock: Clock, signal?: AbortSigna
       if (deleted < BATCH) break;
     }
   }
+  // The rate limiter dates its counters by real time, whatever clock the rest follows.
+  const nowMs = Date.now();
+  for (;;) {
+    if (signal?.aborted) return { ...result, stoppedEarly: true };
+    const deleted = await purgeRateLimitBatch(db, nowMs, BATCH, PURGE_LOCK_KEY);
+    if (deleted === undefined) return { ...result, stoppedEarly: true };
+    result.rateLimitCounters += deleted;
+    if (deleted < BATCH) break;
+  }
   return result;
 }
 
@@ -41,7 +52,7 @@ export interface PurgeJob {
 
 export type PurgeReport = (
   outcome: 'success' | 'failure',
-  rows: { payloads: number; revokedTokens: number },
+  rows: { payloads: number; revokedTokens: number; rateLimitCounters: number },
 ) => void;
 
 /** Runs the purge every `intervalSeconds`; a failed run is logged and retried at the next tick. */
@@ -59,10 +70,11 @@ export function startPurgeJob(
     running = purgeExpiredRows(db, clock, stopping.signal)
       .then((result) => {
         report('success', result);
-        if (result.payloads || result.revokedTokens) log.info(result, 'purged expired rows');
+        if (result.payloads || result.revokedTokens || result.rateLimitCounters)
+          log.info(result, 'purged expired rows');
       })
       .catch((error: unknown) => {
-        report('failure', { payloads: 0, revokedTokens: 0 });
+        report('failure', { payloads: 0, revokedTokens: 0, rateLimitCounters: 0 });
         if (isDatabaseUnavailable(error)) log.warn({ err: error }, 'purge skipped: database unavailable');
         else log.error({ err: error }, 'purge of expired rows failed');
       })

@@ -1,5 +1,7 @@
 import { z } from 'zod';
 
+import { ANOMALY_ACTIONS, AnomalyEvent, anomalyAction, toAnomalyEvent } from '../abuse/anomalies.ts';
+import { ANOMALY_KINDS } from '../abuse/anomaly-detector.ts';
 import { AuditEvent, toAuditEvent } from '../audit/audit-trail.ts';
 import { listAuditEvents } from '../audit/audit-event.repository.ts';
 import {
@@ -151,6 +153,18 @@ const AuditQuery = z.strictObject({
   actor: z.string().min(1).max(255).optional().meta({ description: 'The admin client id.' }),
   action: z.string().min(1).max(100).optional().meta({ description: 'e.g. client.create, resource.delete' }),
   target: z.string().min(1).max(2048).optional().meta({ description: 'The id of a resource or client.' }),
+  since: Timestamp.optional(),
+  until: Timestamp.optional(),
+});
+
+const AnomalyQuery = z.strictObject({
+  limit: Limit,
+  cursor: Cursor,
+  client_id: z.string().min(1).max(255).optional().meta({ description: 'Anomalies of this client.' }),
+  kind: z
+    .enum(ANOMALY_KINDS, { error: `expected one of ${ANOMALY_KINDS.join(', ')}` })
+    .optional()
+    .meta({ description: 'One kind of anomaly.' }),
   since: Timestamp.optional(),
   until: Timestamp.optional(),
 });
@@ -441,6 +455,37 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
       const last = rows.at(-1);
       return {
         items: rows.map(toAuditEvent),
+        next_cursor: rows.length === limit && last ? encodeCursor(String(last.id)) : null,
+      };
+    },
+  }),
+  route({
+    method: 'GET',
+    path: '/anomalies',
+    operationId: 'listAnomalies',
+    summary:
+      'Unusual client behaviour seen at the token endpoint, newest first: a spike of denials or of issued tokens, ' +
+      'many addresses or DPoP keys, a disabled or deleted client still trying.',
+    scope: READ,
+    query: AnomalyQuery,
+    status: 200,
+    response: Page(AnomalyEvent, 'AnomalyEventPage'),
+    errors: ['invalid_input'],
+    async handle({ deps, query }) {
+      const limit = query.limit ?? DEFAULT_LIMIT;
+      const rows = await listAuditEvents(
+        deps.db,
+        {
+          actions: query.kind === undefined ? ANOMALY_ACTIONS : [anomalyAction(query.kind)],
+          targetId: query.client_id,
+          since: query.since === undefined ? undefined : new Date(query.since),
+          until: query.until === undefined ? undefined : new Date(query.until),
+        },
+        { limit, before: decodeCursor(query.cursor, z.string().regex(/^\d{1,18}$/)) },
+      );
+      const last = rows.at(-1);
+      return {
+        items: rows.map(toAnomalyEvent),
         next_cursor: rows.length === limit && last ? encodeCursor(String(last.id)) : null,
       };
     },

@@ -8,6 +8,8 @@ export async function insertAuditEvent(db: Db, row: NewAuditEventRow): Promise<A
 export interface AuditEventFilter {
   actor?: string | undefined;
   action?: string | undefined;
+  /** Any of these actions. */
+  actions?: readonly string[] | undefined;
   targetId?: string | undefined;
   since?: Date | undefined;
   until?: Date | undefined;
@@ -23,6 +25,7 @@ export async function listAuditEvents(
   if (page.before !== undefined) query = query.where('id', '<', page.before);
   if (filter.actor !== undefined) query = query.where('actor', '=', filter.actor);
   if (filter.action !== undefined) query = query.where('action', '=', filter.action);
+  if (filter.actions !== undefined) query = query.where('action', 'in', filter.actions);
   if (filter.targetId !== undefined) query = query.where('target_id', '=', filter.targetId);
   if (filter.since !== undefined) query = query.where('occurred_at', '>=', filter.since);
   if (filter.until !== undefined) query = query.where('occurred_at', '<', filter.until);

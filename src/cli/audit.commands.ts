@@ -1,10 +1,12 @@
+import { AnomalyEvent } from '../abuse/anomalies.ts';
+import { ANOMALY_KINDS } from '../abuse/anomaly-detector.ts';
 import { AuditEvent } from '../audit/audit-trail.ts';
 import { Resource } from '../clients/resource.schemas.ts';
-import { parseTimestamp } from './args.ts';
+import { parseChoice, parseTimestamp } from './args.ts';
 import { defineCommand } from './command.ts';
 import { UsageError } from './errors.ts';
 import { PAGE_OPTIONS, printList, readPageQuery } from './paging.ts';
-import { formatAuditTable, readAs } from './views.ts';
+import { formatAnomalyTable, formatAuditTable, readAs } from './views.ts';
 
 const listAuditEvents = defineCommand({
   path: ['audit', 'list'],
@@ -64,4 +66,45 @@ const listAuditEvents = defineCommand({
   },
 });
 
-export const AUDIT_COMMANDS = [listAuditEvents];
+const listAnomalies = defineCommand({
+  path: ['anomalies'],
+  summary: 'unusual client behaviour seen at the token endpoint, newest first',
+  description:
+    'Anomalies raised by the per-client detector, newest first: a spike of denials (denial_ratio) or of\n' +
+    'issued tokens (issuance_spike), requests from many addresses (many_addresses) or DPoP keys\n' +
+    '(many_dpop_keys), a disabled or deleted client still trying (inactive_client).',
+  synopsis: '[--client <client_id>] [--kind <kind>] [--since <time>] [--until <time>] [--limit <n>]',
+  arguments: [],
+  options: {
+    client: { type: 'string', value: '<client_id>', description: 'anomalies of this client' },
+    kind: { type: 'string', value: '<kind>', description: `one of ${ANOMALY_KINDS.join(', ')}` },
+    since: {
+      type: 'string',
+      value: '<time>',
+      description: 'at or after this time, e.g. 2025-01-31T09:00:00Z',
+    },
+    until: { type: 'string', value: '<time>', description: 'before this time' },
+    ...PAGE_OPTIONS,
+  },
+  globals: 'admin',
+  examples: ['mayfly anomalies --since 2025-01-31T00:00:00Z', 'mayfly anomalies --kind denial_ratio --json'],
+  async run({ values }, context) {
+    const query = {
+      ...readPageQuery(values),
+      client_id: values.client,
+      kind: values.kind === undefined ? undefined : parseChoice(values.kind, '--kind', ANOMALY_KINDS),
+      since: values.since === undefined ? undefined : parseTimestamp(values.since, '--since'),
+      until: values.until === undefined ? undefined : parseTimestamp(values.until, '--until'),
+    };
+    const api = await context.connect('admin:read');
+    await printList(
+      context,
+      api,
+      { path: '/anomalies', query, all: values.all },
+      AnomalyEvent,
+      formatAnomalyTable,
+    );
+  },
+});
+
+export const AUDIT_COMMANDS = [listAuditEvents, listAnomalies];

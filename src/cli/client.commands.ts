@@ -44,6 +44,37 @@ const KEY_OPTIONS = {
   },
 } as const;
 
+const LIMIT_OPTIONS = {
+  'tokens-per-minute': {
+    type: 'string',
+    value: '<n>|default',
+    description: 'token requests per minute this client may make (default: the server setting)',
+  },
+  'introspections-per-minute': {
+    type: 'string',
+    value: '<n>|default',
+    description: 'introspection requests per minute, for a resource server (default: the server setting)',
+  },
+} as const;
+
+function readLimit(value: string | undefined, option: string): number | null | undefined {
+  if (value === undefined) return undefined;
+  if (value.trim() === 'default') return null;
+  return parseWholeNumber(value, option, "requests per minute, or 'default'", 1);
+}
+
+function readRateLimits(values: { 'tokens-per-minute'?: string; 'introspections-per-minute'?: string }) {
+  const tokens = readLimit(values['tokens-per-minute'], '--tokens-per-minute');
+  const introspections = readLimit(values['introspections-per-minute'], '--introspections-per-minute');
+  if (tokens === undefined && introspections === undefined) return {};
+  return {
+    rate_limits: {
+      ...(tokens === undefined ? {} : { tokens_per_minute: tokens }),
+      ...(introspections === undefined ? {} : { introspections_per_minute: introspections }),
+    },
+  };
+}
+
 const toClientPath = (clientId: string) => `/clients/${encodeURIComponent(clientId)}`;
 
 const SECRET_WARNING =
@@ -104,7 +135,7 @@ const createClient = defineCommand({
     '--introspects for its resource.',
   synopsis:
     '--name <name> [--grant <uri>=<scope>,<scope>]… [--auth <method>] [--jwks <file> | --jwks-uri <url>] ' +
-    '[--introspects <uri>]… [--bearer]',
+    '[--introspects <uri>]… [--bearer] [--tokens-per-minute <n>] [--introspections-per-minute <n>]',
   arguments: [],
   options: {
     name: { type: 'string', value: '<name>', description: 'a name for people (required)' },
@@ -119,6 +150,7 @@ const createClient = defineCommand({
       type: 'boolean',
       description: 'also accept token requests without DPoP (an audited exception)',
     },
+    ...LIMIT_OPTIONS,
   },
   globals: 'admin',
   examples: [
@@ -134,6 +166,7 @@ const createClient = defineCommand({
       ...(grants ? { grants } : {}),
       ...(values.introspects ? { introspects: values.introspects } : {}),
       ...(values.bearer ? { bearer_allowed: true } : {}),
+      ...readRateLimits(values),
       ...(await readKeys(values)),
     };
     const api = await context.connect('admin:write');
@@ -191,12 +224,13 @@ const showClient = defineCommand({
 
 const updateClient = defineCommand({
   path: ['client', 'update'],
-  summary: "change a client's name, grants, introspection rights, bearer exception or keys",
+  summary: "change a client's name, grants, introspection rights, bearer exception, rate limits or keys",
   description:
     "Change a client. --grant replaces all of the client's grants and --introspects all of its introspection\n" +
     'rights with the ones given; --no-grants and --no-introspects remove them all.',
   synopsis:
-    '<client_id> [--name <name>] [--grant <uri>=<scope>,<scope>]… [--introspects <uri>]… [--bearer | --no-bearer]',
+    '<client_id> [--name <name>] [--grant <uri>=<scope>,<scope>]… [--introspects <uri>]… [--bearer | --no-bearer] ' +
+    '[--tokens-per-minute <n>|default] [--introspections-per-minute <n>|default]',
   arguments: [CLIENT_ID],
   options: {
     name: { type: 'string', value: '<name>', description: 'a new name' },
@@ -205,6 +239,7 @@ const updateClient = defineCommand({
     'no-introspects': { type: 'boolean', description: 'remove every introspection right' },
     bearer: { type: 'boolean', description: 'accept token requests without DPoP (an audited exception)' },
     'no-bearer': { type: 'boolean', description: 'require DPoP again' },
+    ...LIMIT_OPTIONS,
     ...KEY_OPTIONS,
   },
   globals: 'admin',
@@ -225,11 +260,12 @@ const updateClient = defineCommand({
       ...(grants ? { grants } : {}),
       ...(introspects ? { introspects } : {}),
       ...(bearer === undefined ? {} : { bearer_allowed: bearer }),
+      ...readRateLimits(values),
       ...(await readKeys(values)),
     };
     if (!Object.keys(body).length) {
       throw new UsageError(
-        'nothing to update: give --name, --grant, --introspects, --bearer, --jwks or another option',
+        'nothing to update: give --name, --grant, --introspects, --bearer, --tokens-per-minute, --jwks or another option',
       );
     }
     const api = await context.connect('admin:write');

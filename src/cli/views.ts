@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 
+import type { AnomalyEvent } from '../abuse/anomalies.ts';
 import type { AuditEvent } from '../audit/audit-trail.ts';
 import type { Client, ClientWithSecret } from '../clients/client.schemas.ts';
 import type { Resource } from '../clients/resource.schemas.ts';
@@ -67,10 +68,19 @@ export function formatClient(client: Client | ClientWithSecret): string {
     ],
     ['introspects', client.introspects.length ? client.introspects.join('\n') : '-'],
     ['bearer', client.bearer_allowed ? 'allowed (tokens without DPoP)' : 'no (DPoP required)'],
+    [
+      'rate limits',
+      `tokens ${perMinute(client.rate_limits.tokens_per_minute)}, ` +
+        `introspections ${perMinute(client.rate_limits.introspections_per_minute)}`,
+    ],
     ...(client.auth_method === 'private_key_jwt' ? [] : [['secrets', formatSecrets(client)] as const]),
     ['created', formatTime(client.created_at)],
     ['updated', formatTime(client.updated_at)],
   ]);
+}
+
+function perMinute(limit: number | null): string {
+  return limit === null ? 'server default' : `${limit}/min`;
 }
 
 function formatSecrets(client: Client): string {
@@ -94,6 +104,14 @@ export function formatClientTable(clients: readonly Client[]): string {
       c.auth_method,
       c.grants.map((g) => `${g.resource}=${g.scopes.join(',')}`).join(' ') || '-',
     ]),
+  );
+}
+
+export function formatAnomalyTable(anomalies: readonly AnomalyEvent[]): string {
+  if (!anomalies.length) return 'No anomalies.\n';
+  return formatTable(
+    ['TIME', 'KIND', 'CLIENT', 'DESCRIPTION'],
+    anomalies.map((a) => [formatTime(a.detected_at), a.kind, a.client_id, a.description]),
   );
 }
 

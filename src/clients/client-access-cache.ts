@@ -12,10 +12,30 @@ const CAPACITY = 10_000;
  */
 export class ClientAccessCache {
   readonly #entries = new Map<string, ClientAccess>();
+  /** Clients this process served and then found deleted, most recent last (for anomaly detection). */
+  readonly #deleted = new Set<string>();
   readonly #db: Db;
 
   constructor(db: Db) {
     this.#db = db;
+  }
+
+  /**
+   * What this process last read about a client, without asking the database: for decisions that may lag one
+   * request behind a change (which rate limit applies), never for authentication.
+   */
+  peek(clientId: string): ClientAccess | undefined {
+    return this.#entries.get(clientId);
+  }
+
+  /**
+   * What this process knows of a client: `deleted` only for clients it had read before they were deleted,
+   * `unknown` for ids it never found.
+   */
+  stateOf(clientId: string): 'active' | 'disabled' | 'deleted' | 'unknown' {
+    const entry = this.#entries.get(clientId);
+    if (entry) return entry.client.disabled_at ? 'disabled' : 'active';
+    return this.#deleted.has(clientId) ? 'deleted' : 'unknown';
   }
 
   async find(clientId: string, now: Date): Promise<ClientAccess | undefined> {
@@ -23,7 +43,12 @@ export class ClientAccessCache {
     if (cached) {
       const version = await findClientVersion(this.#db, clientId);
       this.#entries.delete(clientId);
-      if (version === undefined) return undefined;
+      if (version === undefined) {
+        this.#deleted.add(clientId);
+        if (this.#deleted.size > CAPACITY)
+          this.#deleted.delete(this.#deleted.values().next().value as string);
+        return undefined;
+      }
       if (version === cached.version && (cached.validUntil === undefined || now < cached.validUntil)) {
         this.#entries.set(clientId, cached);
         return cached;
@@ -31,6 +56,7 @@ export class ClientAccessCache {
     }
     const access = await findClientAccess(this.#db, clientId, now);
     if (!access) return undefined;
+    this.#deleted.delete(clientId);
     this.#entries.set(clientId, access);
     if (this.#entries.size > CAPACITY) {
       const oldest = this.#entries.keys().next();

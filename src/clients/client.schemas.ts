@@ -60,6 +60,28 @@ const BearerAllowed = z
   .boolean({ error: 'expected true or false' })
   .meta({ description: 'Tokens without DPoP for this client: an exception visible in every audit line.' });
 
+const PerMinute = z
+  .number({ error: 'expected a whole number of requests per minute, or null for the server default' })
+  .int('expected a whole number of requests per minute')
+  .min(1, 'expected at least 1 request per minute')
+  .max(10_000_000, 'at most 10000000 requests per minute')
+  .nullable();
+
+export const ClientRateLimits = z
+  .strictObject({
+    tokens_per_minute: PerMinute.optional().meta({
+      description: 'Token and revocation requests per minute; null: MAYFLY_RATE_LIMIT_TOKEN_PER_CLIENT.',
+    }),
+    introspections_per_minute: PerMinute.optional().meta({
+      description:
+        'Introspection requests per minute (a resource server); null: MAYFLY_RATE_LIMIT_INTROSPECTION_PER_CLIENT.',
+    }),
+  })
+  .meta({
+    id: 'ClientRateLimits',
+    description: 'Limits of this client; a member left out keeps its value (on update) or the default.',
+  });
+
 export const ClientInput = z
   .strictObject({
     name: ClientName,
@@ -69,6 +91,7 @@ export const ClientInput = z
     grants: Grants.default([]),
     introspects: Introspects.default([]),
     bearer_allowed: BearerAllowed.default(false),
+    rate_limits: ClientRateLimits.optional(),
   })
   .superRefine((input, ctx) => {
     checkKeys(input.auth_method, input.jwks, input.jwks_uri, ctx);
@@ -84,6 +107,7 @@ export const ClientUpdate = z
     grants: Grants.optional().meta({ description: 'Replaces every grant of the client.' }),
     introspects: Introspects.optional(),
     bearer_allowed: BearerAllowed.optional(),
+    rate_limits: ClientRateLimits.optional(),
   })
   .refine((update) => Object.keys(update).length > 0, 'nothing to update')
   .refine((update) => !(update.jwks && update.jwks_uri), {
@@ -147,6 +171,9 @@ export const Client = z
     grants: z.array(ClientGrant),
     introspects: z.array(z.string()),
     bearer_allowed: z.boolean(),
+    rate_limits: z
+      .object({ tokens_per_minute: z.number().nullable(), introspections_per_minute: z.number().nullable() })
+      .meta({ description: "The client's own limits per minute; null: the server default applies." }),
     status: z.enum(['enabled', 'disabled']),
     disabled_at: z.iso.datetime().nullable(),
     secrets: z.array(ClientSecretInfo),

@@ -43,6 +43,10 @@ export function toClient(detail: ClientDetail): Client {
     grants: detail.grants,
     introspects: detail.introspects,
     bearer_allowed: client.bearer_allowed,
+    rate_limits: {
+      tokens_per_minute: client.token_rate_limit,
+      introspections_per_minute: client.introspection_rate_limit,
+    },
     status: client.disabled_at ? 'disabled' : 'enabled',
     disabled_at: client.disabled_at?.toISOString() ?? null,
     secrets: detail.secrets.map((s) => ({
@@ -160,6 +164,8 @@ export async function createClient(
       jwks: parsed.jwks ? JSON.stringify(parsed.jwks) : null,
       jwks_uri: parsed.jwks_uri ?? null,
       bearer_allowed: parsed.bearer_allowed,
+      token_rate_limit: parsed.rate_limits?.tokens_per_minute ?? null,
+      introspection_rate_limit: parsed.rate_limits?.introspections_per_minute ?? null,
     });
     let clientSecret: string | undefined;
     if (parsed.auth_method !== 'private_key_jwt') {
@@ -208,6 +214,12 @@ export async function updateClient(
       {
         ...(update.name !== undefined ? { name: update.name } : {}),
         ...(update.bearer_allowed !== undefined ? { bearer_allowed: update.bearer_allowed } : {}),
+        ...(update.rate_limits?.tokens_per_minute !== undefined
+          ? { token_rate_limit: update.rate_limits.tokens_per_minute }
+          : {}),
+        ...(update.rate_limits?.introspections_per_minute !== undefined
+          ? { introspection_rate_limit: update.rate_limits.introspections_per_minute }
+          : {}),
         // A new key source replaces the other one: exactly one of the two is ever set.
         ...(update.jwks ? { jwks: JSON.stringify(update.jwks), jwks_uri: null } : {}),
         ...(update.jwks_uri ? { jwks_uri: update.jwks_uri, jwks: null } : {}),

@@ -1,5 +1,13 @@
 import { z } from 'zod';
 
+import {
+  AnomalySettingsError,
+  DEFAULT_ANOMALY_SETTINGS,
+  validateAnomalySettings,
+  type AnomalySettings,
+} from '../abuse/anomaly-detector.ts';
+import type { AuthFailureSettings, RateLimitSettings } from '../abuse/rate-limits.ts';
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 export const LOG_FORMATS = ['json', 'pretty'] as const;
@@ -45,6 +53,10 @@ export interface Config {
   };
   purgeIntervalSeconds: number;
   keys: KeySettings;
+  /** Requests per minute; see src/abuse/rate-limits.ts. */
+  rateLimits: RateLimitSettings;
+  authFailures: AuthFailureSettings;
+  anomalies: AnomalySettings;
   /** Allow clients' jwks_uri to resolve to loopback or private addresses (off: SSRF protection). */
   jwksUriAllowPrivate: boolean;
   admin: {
@@ -107,6 +119,12 @@ const flag = z
   .pipe(z.enum(['true', 'false', '1', '0'], { error: 'expected true or false' }))
   .transform((v) => v === 'true' || v === '1');
 
+const decimal = z
+  .string()
+  .trim()
+  .regex(/^\d+(\.\d+)?$/, 'expected a number such as 0.5 or 10')
+  .transform(Number);
+
 const nonEmpty = z.string().trim().min(1, 'expected a non-empty value');
 
 const EnvSchema = z.object({
@@ -146,6 +164,24 @@ const EnvSchema = z.object({
   MAYFLY_MAX_TOKEN_TTL: integer(30, 3600).default(900),
   MAYFLY_PURGE_INTERVAL: integer(1, 86_400).default(60),
   MAYFLY_JWKS_URI_ALLOW_PRIVATE: flag.default(false),
+  MAYFLY_RATE_LIMIT_TOKEN_PER_CLIENT: integer(1, 10_000_000).default(600),
+  MAYFLY_RATE_LIMIT_TOKEN_PER_ADDRESS: integer(1, 10_000_000).default(1_200),
+  MAYFLY_RATE_LIMIT_INTROSPECTION_PER_CLIENT: integer(1, 10_000_000).default(6_000),
+  MAYFLY_RATE_LIMIT_INTROSPECTION_PER_ADDRESS: integer(1, 10_000_000).default(60_000),
+  MAYFLY_AUTH_FAILURE_SLOW_AFTER: integer(1, 10_000_000).default(5),
+  MAYFLY_AUTH_FAILURE_BLOCK_AFTER: integer(2, 10_000_000).default(20),
+  MAYFLY_AUTH_FAILURE_WINDOW: integer(1, 86_400).default(900),
+  MAYFLY_AUTH_FAILURE_BLOCK: integer(1, 86_400).default(900),
+  MAYFLY_ANOMALY_WINDOW: integer(10, 86_400).optional(),
+  MAYFLY_ANOMALY_DENIAL_RATIO: decimal.optional(),
+  MAYFLY_ANOMALY_MIN_REQUESTS: integer(1, 10_000_000).optional(),
+  MAYFLY_ANOMALY_SPIKE_FACTOR: decimal.optional(),
+  MAYFLY_ANOMALY_MIN_ISSUED: integer(1, 10_000_000).optional(),
+  MAYFLY_ANOMALY_BASELINE_WINDOWS: integer(1, 10_000).optional(),
+  MAYFLY_ANOMALY_MAX_ADDRESSES: integer(1, 100_000).optional(),
+  MAYFLY_ANOMALY_MAX_DPOP_KEYS: integer(1, 100_000).optional(),
+  MAYFLY_ANOMALY_INACTIVE_ATTEMPTS: integer(1, 10_000_000).optional(),
+  MAYFLY_ANOMALY_COOLDOWN: integer(1, 86_400).optional(),
   MAYFLY_SECRET_OVERLAP: integer(0, 2_592_000).default(86_400),
   MAYFLY_ADMIN_JWKS_FILE: nonEmpty.optional(),
   MAYFLY_SIGNING_ALG: z
@@ -217,6 +253,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         `(got ${e.MAYFLY_WORKERS})`,
     );
   }
+  if (e.MAYFLY_AUTH_FAILURE_BLOCK_AFTER <= e.MAYFLY_AUTH_FAILURE_SLOW_AFTER) {
+    problems.push(
+      `MAYFLY_AUTH_FAILURE_BLOCK_AFTER: expected more than MAYFLY_AUTH_FAILURE_SLOW_AFTER ` +
+        `(${e.MAYFLY_AUTH_FAILURE_SLOW_AFTER}): failures are slowed before they are blocked ` +
+        `(got ${e.MAYFLY_AUTH_FAILURE_BLOCK_AFTER})`,
+    );
+  }
+  const anomalies = anomalySettings(e, problems);
   if (e.MAYFLY_METRICS_PORT !== undefined && e.MAYFLY_METRICS_PORT === e.PORT) {
     problems.push(`MAYFLY_METRICS_PORT: expected a port other than PORT (${e.PORT}), or leave it unset`);
   }
@@ -241,6 +285,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tokens: { maxTtl: e.MAYFLY_MAX_TOKEN_TTL, defaultTtl: Math.min(300, e.MAYFLY_MAX_TOKEN_TTL) },
     purgeIntervalSeconds: e.MAYFLY_PURGE_INTERVAL,
     keys,
+    rateLimits: {
+      tokenPerClient: e.MAYFLY_RATE_LIMIT_TOKEN_PER_CLIENT,
+      tokenPerAddress: e.MAYFLY_RATE_LIMIT_TOKEN_PER_ADDRESS,
+      introspectionPerClient: e.MAYFLY_RATE_LIMIT_INTROSPECTION_PER_CLIENT,
+      introspectionPerAddress: e.MAYFLY_RATE_LIMIT_INTROSPECTION_PER_ADDRESS,
+    },
+    authFailures: {
+      slowAfter: e.MAYFLY_AUTH_FAILURE_SLOW_AFTER,
+      blockAfter: e.MAYFLY_AUTH_FAILURE_BLOCK_AFTER,
+      windowSeconds: e.MAYFLY_AUTH_FAILURE_WINDOW,
+      blockSeconds: e.MAYFLY_AUTH_FAILURE_BLOCK,
+    },
+    anomalies,
     jwksUriAllowPrivate: e.MAYFLY_JWKS_URI_ALLOW_PRIVATE,
     admin: {
       audience: `${issuer}/admin`,
@@ -249,6 +306,45 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       bootstrapClientId: e.MAYFLY_ADMIN_CLIENT_ID,
     },
   };
+}
+
+const ANOMALY_VARIABLES: Partial<Record<keyof AnomalySettings, string>> = {
+  windowSeconds: 'MAYFLY_ANOMALY_WINDOW',
+  denialRatio: 'MAYFLY_ANOMALY_DENIAL_RATIO',
+  minRequestsForRatio: 'MAYFLY_ANOMALY_MIN_REQUESTS',
+  issuanceSpikeFactor: 'MAYFLY_ANOMALY_SPIKE_FACTOR',
+  minIssuedForSpike: 'MAYFLY_ANOMALY_MIN_ISSUED',
+  baselineWindows: 'MAYFLY_ANOMALY_BASELINE_WINDOWS',
+  maxAddresses: 'MAYFLY_ANOMALY_MAX_ADDRESSES',
+  maxDpopKeys: 'MAYFLY_ANOMALY_MAX_DPOP_KEYS',
+  inactiveAttempts: 'MAYFLY_ANOMALY_INACTIVE_ATTEMPTS',
+  cooldownSeconds: 'MAYFLY_ANOMALY_COOLDOWN',
+};
+
+/** The detector's thresholds: each variable overrides one default; the detector checks the result. */
+function anomalySettings(e: z.output<typeof EnvSchema>, problems: string[]): AnomalySettings {
+  const d = DEFAULT_ANOMALY_SETTINGS;
+  const settings: AnomalySettings = {
+    windowSeconds: e.MAYFLY_ANOMALY_WINDOW ?? d.windowSeconds,
+    denialRatio: e.MAYFLY_ANOMALY_DENIAL_RATIO ?? d.denialRatio,
+    minRequestsForRatio: e.MAYFLY_ANOMALY_MIN_REQUESTS ?? d.minRequestsForRatio,
+    issuanceSpikeFactor: e.MAYFLY_ANOMALY_SPIKE_FACTOR ?? d.issuanceSpikeFactor,
+    minIssuedForSpike: e.MAYFLY_ANOMALY_MIN_ISSUED ?? d.minIssuedForSpike,
+    baselineWindows: e.MAYFLY_ANOMALY_BASELINE_WINDOWS ?? d.baselineWindows,
+    maxAddresses: e.MAYFLY_ANOMALY_MAX_ADDRESSES ?? d.maxAddresses,
+    maxDpopKeys: e.MAYFLY_ANOMALY_MAX_DPOP_KEYS ?? d.maxDpopKeys,
+    inactiveAttempts: e.MAYFLY_ANOMALY_INACTIVE_ATTEMPTS ?? d.inactiveAttempts,
+    cooldownSeconds: e.MAYFLY_ANOMALY_COOLDOWN ?? d.cooldownSeconds,
+    maxClients: d.maxClients,
+  };
+  try {
+    return validateAnomalySettings(settings);
+  } catch (error) {
+    if (!(error instanceof AnomalySettingsError)) throw error;
+    const variable = ANOMALY_VARIABLES[error.field] ?? error.field;
+    problems.push(`${variable}: ${error.message.replace(/^Invalid anomaly settings: \w+ /, '')}`);
+    return settings;
+  }
 }
 
 /**

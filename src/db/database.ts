@@ -6,6 +6,7 @@ import type {
   ClientTable,
 } from './tables/client.table.ts';
 import type { OidcPayloadTable } from './tables/oidc-payload.table.ts';
+import type { RateLimitTable } from './tables/rate-limit.table.ts';
 import type { ResourceTable } from './tables/resource.table.ts';
 import type { RevokedTokenTable } from './tables/revoked-token.table.ts';
 import type { SigningKeyTable } from './tables/signing-key.table.ts';
@@ -20,4 +21,5 @@ export interface Database {
   revoked_token: RevokedTokenTable;
   signing_key: SigningKeyTable;
   audit_event: AuditEventTable;
+  rate_limit: RateLimitTable;
 }

@@ -1,4 +1,6 @@
-import type { IncomingMessage } from 'node:http';
+import { IncomingMessage } from 'node:http';
+
+import type { Context } from 'koa';
 
 /**
  * Reads a request body up to `limit` bytes. Stopping early leaves the socket open, so that the 413 still reaches
@@ -20,4 +22,23 @@ export async function readRequestBody(
     return 'aborted';
   }
   return Buffer.concat(chunks);
+}
+
+/**
+ * Gives the provider a fresh, unread request carrying `bytes`, so it parses it as it would the original.
+ */
+export function replaceRequestBody(ctx: Context, bytes: Buffer): void {
+  const original = ctx.req;
+  const replacement = new IncomingMessage(original.socket);
+  replacement.method = original.method;
+  replacement.url = original.url;
+  replacement.httpVersion = original.httpVersion;
+  replacement.headers = { ...original.headers, 'content-length': String(bytes.length) };
+  delete replacement.headers['transfer-encoding'];
+  // Complete as the HTTP parser would mark it; an incomplete message destroys the socket when it ends.
+  replacement.complete = true;
+  replacement.push(bytes);
+  replacement.push(null);
+  ctx.req = replacement;
+  ctx.request.req = replacement;
 }

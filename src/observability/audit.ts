@@ -63,6 +63,28 @@ export interface AdminRequestAttempt {
   reason?: string | undefined;
 }
 
+/** A step of the backoff applied to repeated failed authentication of one client id from one address. */
+export interface AuthFailureBackoff {
+  step: 'slowed' | 'blocked';
+  client_id: string;
+  ip: string;
+  /** Failures counted in the window, this one included. */
+  failures: number;
+  delay_ms?: number;
+  blocked_for_s?: number;
+}
+
+/** Unusual behaviour of one client (see src/abuse/anomaly-detector.ts). */
+export interface AnomalyRecord {
+  client_id: string;
+  kind: string;
+  window_seconds: number;
+  observed: number;
+  threshold: number;
+  baseline: number | null;
+  description: string;
+}
+
 /** One logger per business event, so every audit line of a kind has the same shape. */
 export function createAudit(log: Logger) {
   const audit = log.child({ component: 'audit' });
@@ -76,6 +98,15 @@ export function createAudit(log: Logger) {
     },
     revocation(attempt: RevocationAttempt) {
       audit[level(attempt)]({ event: 'revocation', ...attempt }, `revocation ${attempt.outcome}`);
+    },
+    authFailureBackoff(step: AuthFailureBackoff) {
+      audit.warn(
+        { event: 'auth_failure_backoff', ...step },
+        step.step === 'blocked' ? 'client authentication blocked' : 'client authentication slowed',
+      );
+    },
+    anomaly(record: AnomalyRecord) {
+      audit.warn({ event: 'anomaly', ...record }, `anomaly ${record.kind}`);
     },
     /** A committed admin change; the same record is stored in `audit_event`. */
     adminChange(change: AdminChangeRecord) {

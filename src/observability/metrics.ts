@@ -15,7 +15,16 @@ export interface Metrics {
   observeRequests(): (ctx: Context, next: Next) => Promise<void>;
   tokenRequest(client: string | undefined, outcome: 'success' | 'failure', error: string | undefined): void;
   introspection(outcome: 'success' | 'failure', active: boolean): void;
-  purge(outcome: 'success' | 'failure', rows: { payloads: number; revokedTokens: number }): void;
+  purge(
+    outcome: 'success' | 'failure',
+    rows: { payloads: number; revokedTokens: number; rateLimitCounters: number },
+  ): void;
+  /** A request refused by a rate limit or an authentication-failure block. */
+  rateLimited(limit: string): void;
+  /** A client id blocked from an address after repeated failed authentication. */
+  authFailureBlock(): void;
+  /** An anomaly raised by the detector, by kind. */
+  anomaly(kind: string): void;
   /** Reads pool usage and key phases at scrape time. */
   watch(sources: { database: DatabaseHandle; keys: () => readonly KeyState[] }): void;
 }
@@ -85,6 +94,25 @@ export function createMetrics(): Metrics {
     registers: [registry],
   });
 
+  const limited = new Counter({
+    name: 'mayfly_rate_limited_total',
+    help: 'Requests refused by a rate limit, by limit (auth-failures: a blocked client id and address).',
+    labelNames: ['limit'] as const,
+    registers: [registry],
+  });
+  const blocks = new Counter({
+    name: 'mayfly_auth_failure_blocks_total',
+    help: 'Client ids blocked from an address after repeated failed authentication.',
+    registers: [registry],
+  });
+
+  const anomalies = new Counter({
+    name: 'mayfly_anomalies_total',
+    help: 'Anomalies raised by the per-client detector, by kind.',
+    labelNames: ['kind'] as const,
+    registers: [registry],
+  });
+
   return {
     registry,
     observeRequests() {
@@ -113,10 +141,20 @@ export function createMetrics(): Metrics {
     introspection(outcome, active) {
       introspections.inc({ outcome, active: String(active) });
     },
+    rateLimited(limit) {
+      limited.inc({ limit });
+    },
+    authFailureBlock() {
+      blocks.inc();
+    },
+    anomaly(kind) {
+      anomalies.inc({ kind: safeCode(kind) });
+    },
     purge(outcome, rows) {
       purges.inc({ outcome });
       if (rows.payloads) purged.inc({ table: 'oidc_payload' }, rows.payloads);
       if (rows.revokedTokens) purged.inc({ table: 'revoked_token' }, rows.revokedTokens);
+      if (rows.rateLimitCounters) purged.inc({ table: 'rate_limit' }, rows.rateLimitCounters);
     },
     watch({ database, keys }) {
       database.queryErrors.listener = () => {

@@ -1,5 +1,3 @@
-import { IncomingMessage } from 'node:http';
-
 import { decodeProtectedHeader, errors as joseErrors, jwtVerify } from 'jose';
 import type { Context, Next } from 'koa';
 
@@ -9,7 +7,7 @@ import {
   type PresentedJwt,
 } from '../adapter/presented-jwt.ts';
 import type { Clock } from '../clock.ts';
-import { readRequestBody } from '../http/request-body.ts';
+import { readRequestBody, replaceRequestBody } from '../http/request-body.ts';
 import type { VerificationKeys } from '../keys/key-ring.ts';
 import { ROUTES } from './protocol-routes.ts';
 
@@ -132,23 +130,4 @@ async function verifyAccessToken(
     // Expired, foreign, tampered or malformed: to introspection and revocation, simply not an active token.
     return undefined;
   }
-}
-
-/**
- * Gives the provider a fresh, unread request carrying `bytes`, so it parses it as it would the original.
- */
-function replaceRequestBody(ctx: Context, bytes: Buffer): void {
-  const original = ctx.req;
-  const replacement = new IncomingMessage(original.socket);
-  replacement.method = original.method;
-  replacement.url = original.url;
-  replacement.httpVersion = original.httpVersion;
-  replacement.headers = { ...original.headers, 'content-length': String(bytes.length) };
-  delete replacement.headers['transfer-encoding'];
-  // Complete as the HTTP parser would mark it; an incomplete message destroys the socket when it ends.
-  replacement.complete = true;
-  replacement.push(bytes);
-  replacement.push(null);
-  ctx.req = replacement;
-  ctx.request.req = replacement;
 }

@@ -22,6 +22,12 @@ interface AuditState {
   policyAllowed?: boolean;
   /** Why the policy said no, for the audit line. */
   policyRefusal?: string;
+  /** The client the request named, read before the provider ran (it may never run: rate limits). */
+  claimedClientId?: string;
+}
+
+export function recordClaimedClient(ctx: Context, clientId: string): void {
+  (ctx.state as AuditState).claimedClientId = clientId;
 }
 
 export function recordProtocolError(ctx: Context, error: ProtocolError): void {
@@ -49,6 +55,12 @@ interface TokenEntity {
   format?: 'jwt' | 'opaque';
   tokenType?: 'DPoP' | 'Bearer';
   expiration?: number;
+}
+
+/** The DPoP key thumbprint an issued token is bound to. */
+export function issuedTokenJkt(ctx: Context): string | undefined {
+  const oidc = (ctx as Partial<KoaContextWithOIDC>).oidc;
+  return (oidc?.entities.ClientCredentials as TokenEntity | undefined)?.jkt;
 }
 
 /** The client a failed request claimed to be, from the form or the Basic credentials' user part only. */
@@ -124,7 +136,7 @@ function writeAuditLine(
   const error = state.protocolError;
   const common = {
     outcome: failure ? ('failure' as const) : ('success' as const),
-    client_id: client?.clientId ?? claimedClientId(ctx),
+    client_id: client?.clientId ?? state.claimedClientId ?? claimedClientId(ctx),
     ip,
     ...(failure
       ? {

@@ -58,6 +58,7 @@ it('removes expired tokens, replay markers and revocations, and keeps what is st
   expect(await purgeExpiredRows(server.app.db, clock)).toEqual({
     payloads: 0,
     revokedTokens: 0,
+    rateLimitCounters: 0,
     stoppedEarly: false,
   });
 
@@ -65,6 +66,7 @@ it('removes expired tokens, replay markers and revocations, and keeps what is st
   expect(await purgeExpiredRows(server.app.db, clock)).toEqual({
     payloads: 3,
     revokedTokens: 0,
+    rateLimitCounters: 0,
     stoppedEarly: false,
   });
   expect(await count('oidc_payload')).toBe(4);
@@ -73,6 +75,7 @@ it('removes expired tokens, replay markers and revocations, and keeps what is st
   expect(await purgeExpiredRows(server.app.db, clock)).toEqual({
     payloads: 4,
     revokedTokens: 1,
+    rateLimitCounters: 0,
     stoppedEarly: false,
   });
   expect(await count('oidc_payload')).toBe(0);
@@ -100,6 +103,7 @@ it('deletes a large backlog in batches', async () => {
   expect(await purgeExpiredRows(server.app.db, clock)).toEqual({
     payloads: 12_000,
     revokedTokens: 0,
+    rateLimitCounters: 0,
     stoppedEarly: false,
   });
   expect(await count('oidc_payload')).toBe(0);
@@ -132,6 +136,7 @@ it('stops between batches when asked, and steps aside while another instance pur
   expect(await purgeExpiredRows(server.app.db, clock, aborted.signal)).toEqual({
     payloads: 0,
     revokedTokens: 0,
+    rateLimitCounters: 0,
     stoppedEarly: true,
   });
   if (server.database.config.kind !== 'postgres') return;

@@ -11,7 +11,10 @@ const API = 'https://api.example.com';
 let server: TestServer;
 
 beforeAll(async () => {
-  server = await startTestServer();
+  // Replays fail authentication from one address by design here: the backoff would answer them first.
+  server = await startTestServer({
+    env: { MAYFLY_AUTH_FAILURE_SLOW_AFTER: '1000', MAYFLY_AUTH_FAILURE_BLOCK_AFTER: '1001' },
+  });
   await server.createResource({ identifier: API, scopes: ['read'] });
 });
 afterAll(() => server.close());

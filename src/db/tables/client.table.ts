@@ -19,6 +19,10 @@ export interface ClientTable {
   tokens_not_before: ColumnType<Date | null, Date | null | undefined, Date | null>;
   created_at: ColumnType<Date, never, never>;
   updated_at: ColumnType<Date, never, Date>;
+  /** Token requests per minute this client may make; null: the server default. */
+  token_rate_limit: ColumnType<number | null, number | null | undefined, number | null>;
+  /** Introspection requests per minute this client (a resource server) may make; null: the server default. */
+  introspection_rate_limit: ColumnType<number | null, number | null | undefined, number | null>;
   /** Bumped by triggers on any change the token path would see (see the client-version migration). */
   version: ColumnType<string | number, never, never>;
 }

@@ -1,0 +1,227 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import type { Context, Next } from 'koa';
+
+import type { ClientAccessCache } from '../clients/client-access-cache.ts';
+import { readRequestBody, replaceRequestBody } from '../http/request-body.ts';
+import type { Audit } from '../observability/audit.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import { recordClaimedClient, recordProtocolError } from '../oidc/protocol-audit.ts';
+import { ROUTES } from '../oidc/protocol-routes.ts';
+import type { LimitName, RateLimits, Refusal } from './rate-limits.ts';
+
+/** The provider reads at most this much of a form body; a larger one is refused by it, not read here. */
+const BODY_LIMIT = 56 * 1024;
+
+type Route = 'token' | 'introspection' | 'revocation';
+const GUARDED = new Map<string, Route>([
+  [ROUTES.token, 'token'],
+  [ROUTES.introspection, 'introspection'],
+  [ROUTES.revocation, 'revocation'],
+]);
+
+export interface GuardDependencies {
+  limits: RateLimits;
+  clients: ClientAccessCache;
+  audit: Audit;
+  metrics: Metrics;
+  log: Logger;
+  /** Told about every guarded request once answered (anomaly detection). */
+  observe?: (ctx: Context, route: Route, clientId: string | undefined, address: string) => void;
+}
+
+/**
+ * Rate limits and authentication-failure backoff for the token, introspection and revocation endpoints, decided
+ * before the provider does any work: no signature is verified, no secret compared and no token signed for a
+ * refused request.
+ *
+ * - Token and revocation requests count per client and per source address; introspection per resource server
+ *   and per address. A client may carry its own limits.
+ * - Failed client authentication is counted per (client id, address): after `slowAfter` failures each failure
+ *   is answered late, after `blockAfter` that client id is refused from that address for a while. The client
+ *   itself, calling from its own addresses, is not affected.
+ *
+ * The client a request names is read without trusting it (Basic user, client_id, or the `sub` of a client
+ * assertion): it only chooses which counter to use.
+ */
+export function guardProtocolRequests(deps: GuardDependencies) {
+  const { limits, clients, audit, metrics, log } = deps;
+  return async function guardProtocolRequest(ctx: Context, next: Next): Promise<void> {
+    const route = ctx.method === 'POST' ? GUARDED.get(ctx.path) : undefined;
+    if (!route) {
+      await next();
+      return;
+    }
+    const address = ctx.ip;
+    const claimed = await claimedClient(ctx);
+    if ('unread' in claimed) {
+      ctx.status = claimed.unread === 'too-large' ? 413 : 400;
+      ctx.set('Connection', 'close');
+      ctx.body = {
+        error: 'invalid_request',
+        error_description:
+          claimed.unread === 'too-large'
+            ? 'request body exceeds 56 KiB'
+            : 'request body was not received in full',
+      };
+      recordProtocolError(ctx, ctx.body as { error: string; error_description: string });
+      return;
+    }
+    const clientId = claimed.id;
+    if (clientId !== undefined) recordClaimedClient(ctx, clientId);
+
+    const refusal =
+      (clientId === undefined ? undefined : limits.blockedAfterFailures(clientId, address)) ??
+      (await consumeLimits(route, clientId, address));
+    if (refusal) {
+      metrics.rateLimited(refusal.limit);
+      refuse(ctx, refusal);
+      deps.observe?.(ctx, route, clientId, address);
+      return;
+    }
+
+    await next();
+
+    if (clientId !== undefined && failedAuthentication(ctx)) {
+      await backOff(clientId, address);
+    }
+    deps.observe?.(ctx, route, clientId, address);
+  };
+
+  async function consumeLimits(
+    route: Route,
+    clientId: string | undefined,
+    address: string,
+  ): Promise<Refusal | undefined> {
+    const introspection = route === 'introspection';
+    const own = clientId === undefined ? undefined : clients.peek(clientId)?.client;
+    const checks: [LimitName, string, number][] = [
+      introspection
+        ? ['introspection-address', address, limits.settings.introspectionPerAddress]
+        : ['token-address', address, limits.settings.tokenPerAddress],
+    ];
+    if (clientId !== undefined) {
+      checks.push(
+        introspection
+          ? [
+              'introspection-client',
+              clientId,
+              own?.introspection_rate_limit ?? limits.settings.introspectionPerClient,
+            ]
+          : ['token-client', clientId, own?.token_rate_limit ?? limits.settings.tokenPerClient],
+      );
+    }
+    try {
+      const outcomes = await Promise.all(
+        checks.map(([limit, subject, n]) => limits.consume(limit, subject, n)),
+      );
+      return outcomes.find((outcome) => outcome !== undefined);
+    } catch (error) {
+      // The limiter fell back to memory and that failed too: serve rather than refuse everyone.
+      log.warn({ err: error }, 'rate limit check failed; request allowed');
+      return undefined;
+    }
+  }
+
+  async function backOff(clientId: string, address: string): Promise<void> {
+    try {
+      const outcome = await limits.recordFailure(clientId, address);
+      if (outcome.blocked) {
+        metrics.authFailureBlock();
+        audit.authFailureBackoff({
+          step: 'blocked',
+          client_id: clientId,
+          ip: address,
+          failures: outcome.failures,
+          blocked_for_s: outcome.blockedForSeconds,
+        });
+      } else if (outcome.delayMs > 0) {
+        audit.authFailureBackoff({
+          step: 'slowed',
+          client_id: clientId,
+          ip: address,
+          failures: outcome.failures,
+          delay_ms: outcome.delayMs,
+        });
+      }
+      if (outcome.delayMs > 0) await sleep(outcome.delayMs);
+    } catch (error) {
+      log.warn({ err: error }, 'could not record a failed client authentication');
+    }
+  }
+}
+
+const DESCRIPTIONS: Record<Refusal['limit'], string> = {
+  'token-client': 'too many token requests by this client',
+  'token-address': 'too many requests from this address',
+  'introspection-client': 'too many introspection requests by this client',
+  'introspection-address': 'too many introspection requests from this address',
+  'auth-failures': 'too many failed authentications of this client from this address',
+};
+
+/**
+ * 429 with Retry-After and an OAuth error body. OAuth registers no code for rate limiting; temporarily_unavailable
+ * is the registered code that tells a client to come back later. @see RFC 6585 §4, RFC 6749 §4.1.2.1
+ */
+function refuse(ctx: Context, refusal: Refusal): void {
+  const reason =
+    refusal.limit === 'auth-failures'
+      ? `${DESCRIPTIONS[refusal.limit]} (${refusal.allowed} failures)`
+      : `${DESCRIPTIONS[refusal.limit]} (limit ${refusal.allowed} per minute)`;
+  ctx.status = 429;
+  ctx.set('Retry-After', String(refusal.retryAfterSeconds));
+  ctx.set('Cache-Control', 'no-store');
+  ctx.body = {
+    error: 'temporarily_unavailable',
+    error_description: `${reason}; retry after ${refusal.retryAfterSeconds} s`,
+  };
+  recordProtocolError(ctx, { error: 'temporarily_unavailable', error_detail: reason });
+}
+
+function failedAuthentication(ctx: Context): boolean {
+  return ctx.status === 401 && (ctx.body as { error?: unknown } | undefined)?.error === 'invalid_client';
+}
+
+/**
+ * The client a request names, unverified: the Basic user (RFC 6749 §2.3.1), the client_id parameter, or the
+ * `sub` of a client assertion (RFC 7523 §3); or why the body could not be read.
+ */
+async function claimedClient(
+  ctx: Context,
+): Promise<{ id: string | undefined } | { unread: 'too-large' | 'aborted' }> {
+  const basic = basicUser(ctx.get('authorization'));
+  if (basic !== undefined) return { id: basic };
+  if (!ctx.is('application/x-www-form-urlencoded')) return { id: undefined };
+  const body = await readRequestBody(ctx.req, BODY_LIMIT);
+  if (body === 'too-large' || body === 'aborted') return { unread: body };
+  replaceRequestBody(ctx, body);
+  const params = new URLSearchParams(body.toString('utf8'));
+  const clientId = params.get('client_id');
+  if (clientId) return { id: clientId };
+  const assertion = params.get('client_assertion');
+  return { id: assertion ? assertionSubject(assertion) : undefined };
+}
+
+function basicUser(header: string): string | undefined {
+  if (!/^basic /i.test(header)) return undefined;
+  const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon <= 0) return undefined;
+  try {
+    return decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' '));
+  } catch {
+    return undefined;
+  }
+}
+
+function assertionSubject(assertion: string): string | undefined {
+  const payload = assertion.split('.')[1];
+  if (!payload || payload.length > BODY_LIMIT) return undefined;
+  try {
+    const sub = (JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { sub?: unknown }).sub;
+    return typeof sub === 'string' && sub.length > 0 ? sub : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,201 @@
+import { createHash } from 'node:crypto';
+
+import { CompiledQuery } from 'kysely';
+import {
+  RateLimiterMemory,
+  RateLimiterPostgres,
+  RateLimiterRes,
+  type RateLimiterAbstract,
+} from 'rate-limiter-flexible';
+
+import type { Db } from '../db/connect.ts';
+
+/** Every limit counts requests per minute. */
+export const LIMIT_WINDOW_SECONDS = 60;
+
+export interface RateLimitSettings {
+  /** Token (and revocation) requests per minute per client, unless the client has its own limit. */
+  tokenPerClient: number;
+  /** Token and revocation requests per minute per source address, whatever client they claim. */
+  tokenPerAddress: number;
+  /** Introspection requests per minute per resource server, unless the client has its own limit. */
+  introspectionPerClient: number;
+  /** Introspection requests per minute per source address. */
+  introspectionPerAddress: number;
+}
+
+export interface AuthFailureSettings {
+  /** Failed authentications of one client id from one address after which each further failure is slowed. */
+  slowAfter: number;
+  /** Failed authentications after which that client id is refused from that address for `blockSeconds`. */
+  blockAfter: number;
+  /** Seconds over which failures are counted. */
+  windowSeconds: number;
+  blockSeconds: number;
+}
+
+export type LimitName = 'token-client' | 'token-address' | 'introspection-client' | 'introspection-address';
+
+/** A request refused by a limit: which one, and when to try again. */
+export interface Refusal {
+  limit: LimitName | 'auth-failures';
+  /** The limit that applied (requests per window), for the audit line. */
+  allowed: number;
+  retryAfterSeconds: number;
+}
+
+/** What one failed authentication changed. */
+export interface FailureOutcome {
+  /** Failures of this client id from this address within the window, this one included. */
+  failures: number;
+  /** Delay before answering this failure (0 until `slowAfter` failures). */
+  delayMs: number;
+  /** This failure started a block. */
+  blocked: boolean;
+  /** Seconds until the block ends, when blocked. */
+  blockedForSeconds: number;
+}
+
+/** The first slowed failure waits this long; each further one twice as long, up to MAX_DELAY_MS. */
+const FIRST_DELAY_MS = 250;
+const MAX_DELAY_MS = 4_000;
+
+/**
+ * Counters shared by every instance through Postgres (rate-limiter-flexible's Postgres store over Mayfly's own
+ * connection), one fixed window per key. A key that went over its limit is then refused from memory until its
+ * window ends, so a client hammering a limit costs no query per refused request. Should the database fail, each
+ * instance counts in memory instead of letting everything through.
+ */
+export class RateLimits {
+  readonly settings: RateLimitSettings;
+  readonly failureSettings: AuthFailureSettings;
+  readonly #store: { query(query: { text: string; values?: unknown[] }): Promise<{ rows: unknown[] }> };
+  /** One limiter per (limit, allowed requests): a client with its own limit gets a limiter of that size. */
+  readonly #limiters = new Map<string, RateLimiterAbstract>();
+  readonly #failures: RateLimiterPostgres;
+
+  constructor(db: Db, settings: RateLimitSettings, failureSettings: AuthFailureSettings) {
+    this.settings = settings;
+    this.failureSettings = failureSettings;
+    // Through Kysely, so the limits run on PGlite as on Postgres and share the pool and its error handling.
+    this.#store = {
+      query: async ({ text, values }) => {
+        const result = await db.executeQuery(CompiledQuery.raw(text, values ?? []));
+        return { rows: result.rows };
+      },
+    };
+    const failuresBeforeBlock = failureSettings.blockAfter - 1;
+    this.#failures = new RateLimiterPostgres({
+      ...this.#storeOptions('auth-failures'),
+      points: failuresBeforeBlock,
+      duration: failureSettings.windowSeconds,
+      // The failure that reaches blockAfter stores a block every instance sees at its next failure here.
+      blockDuration: failureSettings.blockSeconds,
+      inMemoryBlockOnConsumed: failureSettings.blockAfter,
+      inMemoryBlockDuration: failureSettings.blockSeconds,
+      insuranceLimiter: new RateLimiterMemory({
+        points: failuresBeforeBlock,
+        duration: failureSettings.windowSeconds,
+        blockDuration: failureSettings.blockSeconds,
+      }),
+    });
+  }
+
+  /**
+   * Counts one request against a limit. Resolves undefined when allowed, or the refusal. A store failure falls
+   * back to memory (see the class comment).
+   */
+  async consume(limit: LimitName, subject: string, allowed: number): Promise<Refusal | undefined> {
+    try {
+      await this.#limiter(limit, allowed).consume(keyOf(subject));
+      return undefined;
+    } catch (outcome) {
+      if (outcome instanceof RateLimiterRes) {
+        return { limit, allowed, retryAfterSeconds: retryAfter(outcome.msBeforeNext) };
+      }
+      throw outcome;
+    }
+  }
+
+  /** Whether a client id is blocked from an address after failed authentications: decided from memory alone. */
+  blockedAfterFailures(clientId: string, address: string): Refusal | undefined {
+    const key = this.#failures.getKey(keyOf(failureSubject(clientId, address)));
+    // Part of the store limiters' API, missing from the library's type declarations.
+    const memory = this.#failures as unknown as { getInMemoryBlockMsBeforeExpire(key: string): number };
+    const ms = memory.getInMemoryBlockMsBeforeExpire(key);
+    if (ms <= 0) return undefined;
+    return {
+      limit: 'auth-failures',
+      allowed: this.failureSettings.blockAfter,
+      retryAfterSeconds: retryAfter(ms),
+    };
+  }
+
+  /** Records a failed client authentication of `clientId` from `address`. */
+  async recordFailure(clientId: string, address: string): Promise<FailureOutcome> {
+    const { slowAfter, blockAfter } = this.failureSettings;
+    let failures: number;
+    let blockedForMs = 0;
+    let crossed = false;
+    try {
+      failures = (await this.#failures.consume(keyOf(failureSubject(clientId, address)))).consumedPoints;
+    } catch (outcome) {
+      if (!(outcome instanceof RateLimiterRes)) throw outcome;
+      // Over the limit. The store answers the count; memory (already blocked, a race) answers 0.
+      failures = Math.max(outcome.consumedPoints, blockAfter);
+      crossed = outcome.consumedPoints === blockAfter;
+      blockedForMs = outcome.msBeforeNext;
+    }
+    const slowed = failures >= slowAfter ? failures - slowAfter : -1;
+    return {
+      failures,
+      delayMs: slowed < 0 ? 0 : Math.min(MAX_DELAY_MS, FIRST_DELAY_MS * 2 ** Math.min(slowed, 16)),
+      blocked: crossed,
+      blockedForSeconds: blockedForMs > 0 ? retryAfter(blockedForMs) : 0,
+    };
+  }
+
+  #limiter(limit: LimitName, allowed: number): RateLimiterAbstract {
+    const id = `${limit}/${allowed}`;
+    let limiter = this.#limiters.get(id);
+    if (!limiter) {
+      limiter = new RateLimiterPostgres({
+        ...this.#storeOptions(limit),
+        points: allowed,
+        duration: LIMIT_WINDOW_SECONDS,
+        // Over its limit, a key is refused from memory until its window ends: no query per refused request.
+        inMemoryBlockOnConsumed: allowed + 1,
+        insuranceLimiter: new RateLimiterMemory({ points: allowed, duration: LIMIT_WINDOW_SECONDS }),
+      });
+      this.#limiters.set(id, limiter);
+    }
+    return limiter;
+  }
+
+  #storeOptions(prefix: string) {
+    return {
+      storeClient: this.#store,
+      storeType: 'pool',
+      tableName: 'rate_limit',
+      // The table comes with Mayfly's migrations; expired rows go with the purge job.
+      tableCreated: true,
+      clearExpiredByTimeout: false,
+      keyPrefix: prefix,
+    };
+  }
+}
+
+function failureSubject(clientId: string, address: string): string {
+  return `${clientId}\n${address}`;
+}
+
+/** Keys fit the table's 255 characters whatever a request claims: long or odd subjects are hashed. */
+function keyOf(subject: string): string {
+  return /^[\x21-\x7E]{1,200}$/.test(subject)
+    ? subject
+    : `#${createHash('sha256').update(subject, 'utf8').digest('base64url')}`;
+}
+
+function retryAfter(ms: number): number {
+  return Math.max(1, Math.ceil(ms / 1000));
+}
