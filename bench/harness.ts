@@ -93,6 +93,14 @@ export interface RunningServer {
   readyMs: number;
 }
 
+const UNREACHED_LIMIT = '10000000';
+const UNREACHED_LIMITS = {
+  MAYFLY_RATE_LIMIT_TOKEN_PER_CLIENT: UNREACHED_LIMIT,
+  MAYFLY_RATE_LIMIT_TOKEN_PER_ADDRESS: UNREACHED_LIMIT,
+  MAYFLY_RATE_LIMIT_INTROSPECTION_PER_CLIENT: UNREACHED_LIMIT,
+  MAYFLY_RATE_LIMIT_INTROSPECTION_PER_ADDRESS: UNREACHED_LIMIT,
+};
+
 export async function startServer(
   env: Record<string, string>,
   script = 'src/main.ts',
@@ -107,6 +115,8 @@ export async function startServer(
     cwd: ROOT,
     env: {
       ...process.env,
+      // The limits are checked on every request, as in production, but set high enough never to refuse one.
+      ...UNREACHED_LIMITS,
       ...env,
       PORT: String(port),
       HOST: '127.0.0.1',
