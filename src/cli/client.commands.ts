@@ -44,6 +44,15 @@ const KEY_OPTIONS = {
   },
 } as const;
 
+const PIN_OPTIONS = {
+  'dpop-jkt': {
+    type: 'string',
+    multiple: true,
+    value: '<thumbprint>',
+    description: 'pin a DPoP key (RFC 7638 thumbprint): proofs by any other key are refused (repeatable)',
+  },
+} as const;
+
 const LIMIT_OPTIONS = {
   'tokens-per-minute': {
     type: 'string',
@@ -135,7 +144,8 @@ const createClient = defineCommand({
     '--introspects for its resource.',
   synopsis:
     '--name <name> [--grant <uri>=<scope>,<scope>]… [--auth <method>] [--jwks <file> | --jwks-uri <url>] ' +
-    '[--introspects <uri>]… [--bearer] [--tokens-per-minute <n>] [--introspections-per-minute <n>]',
+    '[--introspects <uri>]… [--bearer] [--dpop-jkt <thumbprint>]… [--tokens-per-minute <n>] ' +
+    '[--introspections-per-minute <n>]',
   arguments: [],
   options: {
     name: { type: 'string', value: '<name>', description: 'a name for people (required)' },
@@ -150,6 +160,7 @@ const createClient = defineCommand({
       type: 'boolean',
       description: 'also accept token requests without DPoP (an audited exception)',
     },
+    ...PIN_OPTIONS,
     ...LIMIT_OPTIONS,
   },
   globals: 'admin',
@@ -166,6 +177,7 @@ const createClient = defineCommand({
       ...(grants ? { grants } : {}),
       ...(values.introspects ? { introspects: values.introspects } : {}),
       ...(values.bearer ? { bearer_allowed: true } : {}),
+      ...(values['dpop-jkt'] ? { dpop_jkts: values['dpop-jkt'] } : {}),
       ...readRateLimits(values),
       ...(await readKeys(values)),
     };
@@ -230,7 +242,8 @@ const updateClient = defineCommand({
     'rights with the ones given; --no-grants and --no-introspects remove them all.',
   synopsis:
     '<client_id> [--name <name>] [--grant <uri>=<scope>,<scope>]… [--introspects <uri>]… [--bearer | --no-bearer] ' +
-    '[--tokens-per-minute <n>|default] [--introspections-per-minute <n>|default]',
+    '[--dpop-jkt <thumbprint>… | --no-dpop-jkts] [--tokens-per-minute <n>|default] ' +
+    '[--introspections-per-minute <n>|default]',
   arguments: [CLIENT_ID],
   options: {
     name: { type: 'string', value: '<name>', description: 'a new name' },
@@ -239,6 +252,8 @@ const updateClient = defineCommand({
     'no-introspects': { type: 'boolean', description: 'remove every introspection right' },
     bearer: { type: 'boolean', description: 'accept token requests without DPoP (an audited exception)' },
     'no-bearer': { type: 'boolean', description: 'require DPoP again' },
+    ...PIN_OPTIONS,
+    'no-dpop-jkts': { type: 'boolean', description: 'remove the pinning: proofs by any key are accepted' },
     ...LIMIT_OPTIONS,
     ...KEY_OPTIONS,
   },
@@ -252,14 +267,17 @@ const updateClient = defineCommand({
     refuseBoth('grant', 'no-grants');
     refuseBoth('introspects', 'no-introspects');
     refuseBoth('bearer', 'no-bearer');
+    refuseBoth('dpop-jkt', 'no-dpop-jkts');
     const grants = values['no-grants'] ? [] : readGrants(values.grant);
     const introspects = values['no-introspects'] ? [] : values.introspects;
     const bearer = values.bearer ? true : values['no-bearer'] ? false : undefined;
+    const pins = values['no-dpop-jkts'] ? [] : values['dpop-jkt'];
     const body = {
       ...(values.name === undefined ? {} : { name: values.name }),
       ...(grants ? { grants } : {}),
       ...(introspects ? { introspects } : {}),
       ...(bearer === undefined ? {} : { bearer_allowed: bearer }),
+      ...(pins ? { dpop_jkts: pins } : {}),
       ...readRateLimits(values),
       ...(await readKeys(values)),
     };

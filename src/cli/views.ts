@@ -68,6 +68,7 @@ export function formatClient(client: Client | ClientWithSecret): string {
     ],
     ['introspects', client.introspects.length ? client.introspects.join('\n') : '-'],
     ['bearer', client.bearer_allowed ? 'allowed (tokens without DPoP)' : 'no (DPoP required)'],
+    ['dpop keys', client.dpop_jkts.length ? client.dpop_jkts.join('\n') : 'any (none pinned)'],
     [
       'rate limits',
       `tokens ${perMinute(client.rate_limits.tokens_per_minute)}, ` +

@@ -60,6 +60,19 @@ const BearerAllowed = z
   .boolean({ error: 'expected true or false' })
   .meta({ description: 'Tokens without DPoP for this client: an exception visible in every audit line.' });
 
+/** A SHA-256 JWK thumbprint, base64url without padding. @see RFC 7638 §3, RFC 9449 §6.1 */
+const DpopThumbprint = z
+  .string({ error: 'expected a JWK thumbprint (43 base64url characters)' })
+  .regex(/^[A-Za-z0-9_-]{43}$/, 'expected a SHA-256 JWK thumbprint: 43 base64url characters (RFC 7638)');
+const DpopJkts = z
+  .array(DpopThumbprint)
+  .max(50, 'at most 50 keys')
+  .refine((list) => new Set(list).size === list.length, 'thumbprints must not repeat')
+  .meta({
+    description:
+      'Pinned DPoP keys: RFC 7638 thumbprints of the only keys whose proofs this client may use. Empty: any key.',
+  });
+
 const PerMinute = z
   .number({ error: 'expected a whole number of requests per minute, or null for the server default' })
   .int('expected a whole number of requests per minute')
@@ -92,6 +105,7 @@ export const ClientInput = z
     introspects: Introspects.default([]),
     bearer_allowed: BearerAllowed.default(false),
     rate_limits: ClientRateLimits.optional(),
+    dpop_jkts: DpopJkts.default([]),
   })
   .superRefine((input, ctx) => {
     checkKeys(input.auth_method, input.jwks, input.jwks_uri, ctx);
@@ -108,6 +122,7 @@ export const ClientUpdate = z
     introspects: Introspects.optional(),
     bearer_allowed: BearerAllowed.optional(),
     rate_limits: ClientRateLimits.optional(),
+    dpop_jkts: DpopJkts.optional().meta({ description: 'Replaces the pinned keys; [] removes the pinning.' }),
   })
   .refine((update) => Object.keys(update).length > 0, 'nothing to update')
   .refine((update) => !(update.jwks && update.jwks_uri), {
@@ -174,6 +189,7 @@ export const Client = z
     rate_limits: z
       .object({ tokens_per_minute: z.number().nullable(), introspections_per_minute: z.number().nullable() })
       .meta({ description: "The client's own limits per minute; null: the server default applies." }),
+    dpop_jkts: z.array(z.string()),
     status: z.enum(['enabled', 'disabled']),
     disabled_at: z.iso.datetime().nullable(),
     secrets: z.array(ClientSecretInfo),

@@ -43,6 +43,7 @@ export function toClient(detail: ClientDetail): Client {
     grants: detail.grants,
     introspects: detail.introspects,
     bearer_allowed: client.bearer_allowed,
+    dpop_jkts: client.dpop_jkts,
     rate_limits: {
       tokens_per_minute: client.token_rate_limit,
       introspections_per_minute: client.introspection_rate_limit,
@@ -164,6 +165,7 @@ export async function createClient(
       jwks: parsed.jwks ? JSON.stringify(parsed.jwks) : null,
       jwks_uri: parsed.jwks_uri ?? null,
       bearer_allowed: parsed.bearer_allowed,
+      dpop_jkts: parsed.dpop_jkts,
       token_rate_limit: parsed.rate_limits?.tokens_per_minute ?? null,
       introspection_rate_limit: parsed.rate_limits?.introspections_per_minute ?? null,
     });
@@ -214,6 +216,7 @@ export async function updateClient(
       {
         ...(update.name !== undefined ? { name: update.name } : {}),
         ...(update.bearer_allowed !== undefined ? { bearer_allowed: update.bearer_allowed } : {}),
+        ...(update.dpop_jkts !== undefined ? { dpop_jkts: update.dpop_jkts } : {}),
         ...(update.rate_limits?.tokens_per_minute !== undefined
           ? { token_rate_limit: update.rate_limits.tokens_per_minute }
           : {}),

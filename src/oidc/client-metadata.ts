@@ -10,6 +10,8 @@ export interface MayflyClientFacts {
   grants: ClientAccess['grants'];
   introspects: string[];
   bearerAllowed: boolean;
+  /** Pinned DPoP key thumbprints; empty: any key. */
+  dpopJkts: string[];
 }
 
 /**
@@ -27,6 +29,7 @@ export function toClientMetadata(access: ClientAccess): AdapterPayload | undefin
     grants: access.grants,
     introspects: access.introspects,
     bearerAllowed: client.bearer_allowed,
+    dpopJkts: client.dpop_jkts,
   };
   return {
     client_id: client.id,
@@ -36,7 +39,8 @@ export function toClientMetadata(access: ClientAccess): AdapterPayload | undefin
     response_types: [],
     redirect_uris: [],
     // @see RFC 9449 §5.2: a proof is mandatory unless the client was explicitly created bearer-allowed.
-    dpop_bound_access_tokens: !client.bearer_allowed,
+    // A client with pinned keys always proves one of them.
+    dpop_bound_access_tokens: !client.bearer_allowed || client.dpop_jkts.length > 0,
     ...(client.auth_method === 'private_key_jwt'
       ? client.jwks
         ? { jwks: client.jwks }

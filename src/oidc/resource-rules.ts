@@ -7,6 +7,7 @@ import {
 } from 'oidc-provider';
 
 import { clientFacts } from './client-metadata.ts';
+import { requirePinnedDpopKey } from './dpop-pinning.ts';
 
 /**
  * Every token names exactly one audience, so `resource` is mandatory: a request without it fails rather than
@@ -33,6 +34,7 @@ export function resolveResourceServer(
   /** The algorithm of the key signing now. */
   signingAlg: AsymmetricSigningAlgorithm,
 ): ResourceServer {
+  requirePinnedDpopKey(ctx, client);
   const params = ctx.oidc.params as { scope?: string; resource?: unknown } | undefined;
   if (Array.isArray(params?.resource) && params.resource.length > 1) {
     throw new errors.InvalidTarget('exactly one resource per request: a token has a single audience');

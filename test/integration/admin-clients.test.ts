@@ -208,6 +208,8 @@ describe('POST /clients', () => {
       ],
       introspects: [],
       bearer_allowed: false,
+      dpop_jkts: [],
+      rate_limits: { tokens_per_minute: null, introspections_per_minute: null },
       status: 'enabled',
       disabled_at: null,
       secrets: [{ id: expect.any(String), created_at: expect.stringMatching(ISO), expires_at: null }],

@@ -19,6 +19,8 @@ export interface ClientTable {
   tokens_not_before: ColumnType<Date | null, Date | null | undefined, Date | null>;
   created_at: ColumnType<Date, never, never>;
   updated_at: ColumnType<Date, never, Date>;
+  /** RFC 7638 thumbprints of the only keys its DPoP proofs may use; empty: any key. */
+  dpop_jkts: ColumnType<string[], string[] | undefined, string[]>;
   /** Token requests per minute this client may make; null: the server default. */
   token_rate_limit: ColumnType<number | null, number | null | undefined, number | null>;
   /** Introspection requests per minute this client (a resource server) may make; null: the server default. */
