@@ -132,6 +132,39 @@ describe('token requests per client', () => {
   });
 });
 
+describe('leases', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer({ env: { MAYFLY_RATE_LIMIT_TOKEN_PER_CLIENT: '100' } });
+    await server.createResource({ identifier: API, scopes: ['read'] });
+  });
+  afterAll(() => server.close());
+
+  it('serves exactly the limit to concurrent requests while writing the counter once per lease', async () => {
+    const client = await withApi(server, 'busy');
+    // Revocation counts against the token limit and costs little: an unknown token is simply accepted.
+    const revoke = () =>
+      request(server.url)
+        .post('/token/revocation')
+        .type('form')
+        .set('Authorization', basicAuth(client.id, client.secret))
+        .send({ token: 'not-a-token' });
+    expect((await revoke()).status).toBe(200);
+    // One request claimed a lease of five (1/20 of the limit).
+    expect(await counter(server, `token-client:${client.id}`)).toBe(5);
+    // 99 more, ten at a time: requests arriving while a lease is claimed wait for it rather than claim their own.
+    const statuses: number[] = [200];
+    while (statuses.length < 100) {
+      const batch = Math.min(10, 100 - statuses.length);
+      statuses.push(...(await Promise.all(Array.from({ length: batch }, revoke))).map((r) => r.status));
+    }
+    expect(statuses.filter((s) => s === 200)).toHaveLength(100);
+    // 20 leases of 5: the shared counter holds what was claimed, no more.
+    expect(await counter(server, `token-client:${client.id}`)).toBe(100);
+    expectLimited(await revoke(), 'limit 100 per minute');
+  });
+});
+
 describe('token requests per address', () => {
   let server: TestServer;
   beforeAll(async () => {
