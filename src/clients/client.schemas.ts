@@ -3,7 +3,7 @@ import { createPublicKey } from 'node:crypto';
 import { z } from 'zod';
 
 import { hasPrivateMembers } from '../keys/jwk.ts';
-import { ResourceIdentifier, ScopeList } from './resource.schemas.ts';
+import { ManagedBy, ResourceIdentifier, ScopeList } from './resource.schemas.ts';
 
 const AuthMethod = z.enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt'], {
   error: 'expected client_secret_basic, client_secret_post or private_key_jwt',
@@ -106,6 +106,7 @@ export const ClientInput = z
     bearer_allowed: BearerAllowed.default(false),
     rate_limits: ClientRateLimits.optional(),
     dpop_jkts: DpopJkts.default([]),
+    managed_by: ManagedBy.optional(),
   })
   .superRefine((input, ctx) => {
     checkKeys(input.auth_method, input.jwks, input.jwks_uri, ctx);
@@ -123,6 +124,7 @@ export const ClientUpdate = z
     bearer_allowed: BearerAllowed.optional(),
     rate_limits: ClientRateLimits.optional(),
     dpop_jkts: DpopJkts.optional().meta({ description: 'Replaces the pinned keys; [] removes the pinning.' }),
+    managed_by: ManagedBy.optional(),
   })
   .refine((update) => Object.keys(update).length > 0, 'nothing to update')
   .refine((update) => !(update.jwks && update.jwks_uri), {
@@ -190,6 +192,7 @@ export const Client = z
       .object({ tokens_per_minute: z.number().nullable(), introspections_per_minute: z.number().nullable() })
       .meta({ description: "The client's own limits per minute; null: the server default applies." }),
     dpop_jkts: z.array(z.string()),
+    managed_by: z.string().nullable(),
     status: z.enum(['enabled', 'disabled']),
     disabled_at: z.iso.datetime().nullable(),
     secrets: z.array(ClientSecretInfo),

@@ -44,6 +44,7 @@ export function toClient(detail: ClientDetail): Client {
     introspects: detail.introspects,
     bearer_allowed: client.bearer_allowed,
     dpop_jkts: client.dpop_jkts,
+    managed_by: client.managed_by,
     rate_limits: {
       tokens_per_minute: client.token_rate_limit,
       introspections_per_minute: client.introspection_rate_limit,
@@ -166,6 +167,7 @@ export async function createClient(
       jwks_uri: parsed.jwks_uri ?? null,
       bearer_allowed: parsed.bearer_allowed,
       dpop_jkts: parsed.dpop_jkts,
+      managed_by: parsed.managed_by ?? null,
       token_rate_limit: parsed.rate_limits?.tokens_per_minute ?? null,
       introspection_rate_limit: parsed.rate_limits?.introspections_per_minute ?? null,
     });
@@ -217,6 +219,7 @@ export async function updateClient(
         ...(update.name !== undefined ? { name: update.name } : {}),
         ...(update.bearer_allowed !== undefined ? { bearer_allowed: update.bearer_allowed } : {}),
         ...(update.dpop_jkts !== undefined ? { dpop_jkts: update.dpop_jkts } : {}),
+        ...(update.managed_by !== undefined ? { managed_by: update.managed_by } : {}),
         ...(update.rate_limits?.tokens_per_minute !== undefined
           ? { token_rate_limit: update.rate_limits.tokens_per_minute }
           : {}),

@@ -32,6 +32,13 @@ const TokenTtl = z
   .int('expected whole seconds')
   .positive('expected a positive number of seconds')
   .meta({ description: 'Access token lifetime in seconds; at most MAYFLY_MAX_TOKEN_TTL.' });
+/** Who manages an object declaratively; `mayfly apply --prune` deletes only what it manages. */
+export const ManagedBy = z
+  .string({ error: 'expected a short label such as policy' })
+  .regex(/^[A-Za-z0-9._:/-]{1,100}$/, 'expected 1 to 100 letters, digits or . _ : / -')
+  .nullable()
+  .meta({ description: 'Who manages this object declaratively (e.g. policy); null: managed by hand.' });
+
 const TokenFormat = z.enum(['jwt', 'opaque'], { error: 'expected jwt or opaque' });
 
 export const ResourceInput = z
@@ -41,6 +48,7 @@ export const ResourceInput = z
     scopes: ScopeList,
     token_ttl: TokenTtl.optional(),
     token_format: TokenFormat.default('jwt'),
+    managed_by: ManagedBy.optional(),
   })
   .meta({ id: 'ResourceInput' });
 export type ResourceInput = z.input<typeof ResourceInput>;
@@ -51,6 +59,7 @@ export const ResourceUpdate = z
     scopes: ScopeList.optional(),
     token_ttl: TokenTtl.optional(),
     token_format: TokenFormat.optional(),
+    managed_by: ManagedBy.optional(),
   })
   .refine(
     (update) => Object.keys(update).length > 0,
@@ -67,6 +76,7 @@ export const Resource = z
     scopes: z.array(z.string()),
     token_ttl: z.number().int(),
     token_format: TokenFormat,
+    managed_by: z.string().nullable(),
     reserved: z.boolean().meta({ description: 'The admin API resource; not editable here.' }),
     created_at: z.iso.datetime(),
     updated_at: z.iso.datetime(),

@@ -29,6 +29,7 @@ export function toResource(row: ResourceRow): Resource {
     scopes: row.scopes,
     token_ttl: row.token_ttl,
     token_format: row.token_format,
+    managed_by: row.managed_by,
     reserved: row.reserved,
     created_at: row.created_at.toISOString(),
     updated_at: row.updated_at.toISOString(),
@@ -92,6 +93,7 @@ export async function createResource(
       token_ttl: tokenTtl,
       token_format: parsed.token_format,
       reserved: options.reserved ?? false,
+      managed_by: parsed.managed_by ?? null,
     });
     if (!row) {
       throw new MayflyError('resource_exists', `a resource with identifier ${parsed.identifier} exists`);
@@ -152,6 +154,7 @@ export async function updateResource(
         ...(update.scopes !== undefined ? { scopes: update.scopes } : {}),
         ...(update.token_ttl !== undefined ? { token_ttl: update.token_ttl } : {}),
         ...(update.token_format !== undefined ? { token_format: update.token_format } : {}),
+        ...(update.managed_by !== undefined ? { managed_by: update.managed_by } : {}),
       },
       now,
     );

@@ -209,6 +209,7 @@ describe('POST /clients', () => {
       introspects: [],
       bearer_allowed: false,
       dpop_jkts: [],
+      managed_by: null,
       rate_limits: { tokens_per_minute: null, introspections_per_minute: null },
       status: 'enabled',
       disabled_at: null,

@@ -152,6 +152,7 @@ describe('POST /resources', () => {
       scopes: ['orders:read'],
       token_ttl: 300,
       token_format: 'jwt',
+      managed_by: null,
       reserved: false,
       created_at: expect.stringMatching(ISO),
       updated_at: expect.stringMatching(ISO),

@@ -19,6 +19,8 @@ export interface ClientTable {
   tokens_not_before: ColumnType<Date | null, Date | null | undefined, Date | null>;
   created_at: ColumnType<Date, never, never>;
   updated_at: ColumnType<Date, never, Date>;
+  /** Who manages it declaratively (e.g. `policy`); null: managed by hand. */
+  managed_by: ColumnType<string | null, string | null | undefined, string | null>;
   /** RFC 7638 thumbprints of the only keys its DPoP proofs may use; empty: any key. */
   dpop_jkts: ColumnType<string[], string[] | undefined, string[]>;
   /** Token requests per minute this client may make; null: the server default. */

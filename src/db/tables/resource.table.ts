@@ -12,6 +12,8 @@ export interface ResourceTable {
   token_format: TokenFormat;
   /** The admin API's own resource: not editable through the admin plane. */
   reserved: ColumnType<boolean, boolean | undefined, never>;
+  /** Who manages it declaratively (e.g. `policy`); null: managed by hand. */
+  managed_by: ColumnType<string | null, string | null | undefined, string | null>;
   created_at: ColumnType<Date, never, never>;
   updated_at: ColumnType<Date, never, Date>;
 }
