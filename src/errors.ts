@@ -48,21 +48,59 @@ export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.ou
 }
 
 /** Postgres text cannot hold U+0000: refused here with a clear error rather than failing in the database. */
+/** JSON nested deeper than this is refused: no admin input needs more than a few levels. */
+const MAX_DEPTH = 32;
+
+type TextProblem = 'nul' | 'surrogate' | 'depth';
+
+const PROBLEMS: Record<TextProblem, [message: string, detail: string]> = {
+  nul: ['text must not contain NUL (U+0000) characters', 'contains a NUL character'],
+  surrogate: [
+    'text must be valid Unicode: an unpaired UTF-16 surrogate (\\uD800-\\uDFFF) cannot be stored as sent',
+    'contains an unpaired surrogate',
+  ],
+  depth: [`nesting deeper than ${MAX_DEPTH} levels is not accepted`, 'nested too deeply'],
+};
+
+/** Text that could not be stored as sent (NUL, unpaired surrogates), or nesting no input needs. */
 export function refuseNul(value: unknown, where: string): void {
-  if (containsNul(value)) {
-    throw new MayflyError('invalid_input', `${where}: text must not contain NUL (U+0000) characters`, [
-      { path: where, message: 'contains a NUL character' },
-    ]);
+  const problem = findTextProblem(value);
+  if (problem) {
+    const [message, detail] = PROBLEMS[problem];
+    throw new MayflyError('invalid_input', `${where}: ${message}`, [{ path: where, message: detail }]);
   }
 }
 
 export function containsNul(value: unknown): boolean {
-  if (typeof value === 'string') return value.includes('\0');
-  if (Array.isArray(value)) return value.some(containsNul);
-  if (typeof value === 'object' && value !== null) {
-    return Object.entries(value).some(([key, member]) => key.includes('\0') || containsNul(member));
+  return findTextProblem(value) !== undefined;
+}
+
+/** Walks the value without recursion, so no input can exhaust the stack. */
+function findTextProblem(value: unknown): TextProblem | undefined {
+  const pending: [unknown, number][] = [[value, 0]];
+  for (let item = pending.pop(); item !== undefined; item = pending.pop()) {
+    const [current, depth] = item;
+    if (typeof current === 'string') {
+      const problem = textProblem(current);
+      if (problem) return problem;
+    } else if (typeof current === 'object' && current !== null) {
+      if (depth >= MAX_DEPTH) return 'depth';
+      for (const [key, member] of Object.entries(current)) {
+        if (!Array.isArray(current)) {
+          const problem = textProblem(key);
+          if (problem) return problem;
+        }
+        pending.push([member, depth + 1]);
+      }
+    }
   }
-  return false;
+  return undefined;
+}
+
+function textProblem(text: string): TextProblem | undefined {
+  if (text.includes('\0')) return 'nul';
+  if (!text.isWellFormed()) return 'surrogate';
+  return undefined;
 }
 
 export class MayflyError extends Error {

@@ -23,6 +23,7 @@ import {
   answerDatabaseOutages,
   completeIntrospectionResponse,
   haltSigningWhen,
+  pinRequestOrigin,
   TEMPORARILY_UNAVAILABLE,
   restrictToServedEndpoints,
   serveJwks,
@@ -32,6 +33,8 @@ import {
 export function createApp(app: AppContext): Koa {
   const koa = new Koa({ proxy: app.config.trustProxy });
   koa.silent = true;
+  koa.use(pinRequestOrigin(app.config.issuer, app.config.trustProxy));
+  koa.use(secureHeaders);
   koa.use(assignRequestId(app.config.trustProxy));
   koa.use(app.metrics.observeRequests());
   koa.use(errorBoundary(app));
@@ -103,6 +106,16 @@ function currentProvider(app: AppContext) {
     }
     return middleware(ctx, next);
   };
+}
+
+/**
+ * Every answer is JSON (or a JWK Set) meant for programs: nothing to sniff, frame, run scripts from or refer on.
+ */
+function secureHeaders(ctx: Context, next: Next): Promise<void> {
+  ctx.set('X-Content-Type-Options', 'nosniff');
+  ctx.set('Content-Security-Policy', "default-src 'none'; frame-ancestors 'none'");
+  ctx.set('Referrer-Policy', 'no-referrer');
+  return next();
 }
 
 /** Whatever escapes the provider: a stable JSON error, never a stack trace. */

@@ -54,7 +54,20 @@ export function guardProtocolRequests(deps: GuardDependencies) {
       return;
     }
     const address = ctx.ip;
-    const claimed = await claimedClient(ctx);
+    const dpop = ctx.req.headers.dpop;
+    if (route === 'token' && typeof dpop === 'string' && dpop.trim() === '') {
+      answerBadRequest(
+        ctx,
+        'invalid_dpop_proof',
+        'the DPoP header is empty: send one proof JWT, or no DPoP header',
+      );
+      return;
+    }
+    const claimed = await claimedClient(ctx, route);
+    if ('refused' in claimed) {
+      answerBadRequest(ctx, 'invalid_request', claimed.refused);
+      return;
+    }
     if ('unread' in claimed) {
       ctx.status = claimed.unread === 'too-large' ? 413 : 400;
       ctx.set('Connection', 'close');
@@ -152,6 +165,13 @@ export function guardProtocolRequests(deps: GuardDependencies) {
   }
 }
 
+function answerBadRequest(ctx: Context, error: string, description: string): void {
+  ctx.status = 400;
+  ctx.set('Cache-Control', 'no-store');
+  ctx.body = { error, error_description: description };
+  recordProtocolError(ctx, { error, error_detail: description });
+}
+
 const DESCRIPTIONS: Record<Refusal['limit'], string> = {
   'token-client': 'too many token requests by this client',
   'token-address': 'too many requests from this address',
@@ -183,24 +203,56 @@ function failedAuthentication(ctx: Context): boolean {
   return ctx.status === 401 && (ctx.body as { error?: unknown } | undefined)?.error === 'invalid_client';
 }
 
+/** Parameters each endpoint reads; others are ignored by the provider (RFC 6749 §3.2). */
+const CLIENT_AUTH_PARAMETERS = ['client_id', 'client_secret', 'client_assertion', 'client_assertion_type'];
+const KNOWN_PARAMETERS: Record<Route, ReadonlySet<string>> = {
+  token: new Set(['grant_type', 'resource', 'scope', ...CLIENT_AUTH_PARAMETERS]),
+  introspection: new Set(['token', 'token_type_hint', ...CLIENT_AUTH_PARAMETERS]),
+  revocation: new Set(['token', 'token_type_hint', ...CLIENT_AUTH_PARAMETERS]),
+};
+/** The provider's form parser reads this many parameters and silently drops the rest. */
+const PARSED_PARAMETERS = 1000;
+
+type ClaimedClient = { id: string | undefined } | { unread: 'too-large' | 'aborted' } | { refused: string };
+
 /**
- * The client a request names, unverified: the Basic user (RFC 6749 §2.3.1), the client_id parameter, or the
- * `sub` of a client assertion (RFC 7523 §3); or why the body could not be read.
+ * Reads the form (the provider then parses the same bytes) and the client it names, unverified: the Basic user
+ * (RFC 6749 §2.3.1), the client_id parameter, or the `sub` of a client assertion (RFC 7523 §3).
+ *
+ * A form with more parameters than the provider's parser reads keeps only the ones the endpoint knows, so that
+ * no parameter it reads (a repeated grant_type, say) is dropped unseen, and unknown ones are ignored as RFC 6749
+ * §3.2 requires.
  */
-async function claimedClient(
-  ctx: Context,
-): Promise<{ id: string | undefined } | { unread: 'too-large' | 'aborted' }> {
+async function claimedClient(ctx: Context, route: Route): Promise<ClaimedClient> {
   const basic = basicUser(ctx.get('authorization'));
-  if (basic !== undefined) return { id: basic };
-  if (!ctx.is('application/x-www-form-urlencoded')) return { id: undefined };
+  if (!ctx.is('application/x-www-form-urlencoded')) return { id: basic };
   const body = await readRequestBody(ctx.req, BODY_LIMIT);
   if (body === 'too-large' || body === 'aborted') return { unread: body };
-  replaceRequestBody(ctx, body);
-  const params = new URLSearchParams(body.toString('utf8'));
+  let params: URLSearchParams | undefined;
+  if (countParameters(body) > PARSED_PARAMETERS) {
+    params = new URLSearchParams(body.toString('utf8'));
+    const known = new URLSearchParams();
+    for (const [name, value] of params) if (KNOWN_PARAMETERS[route].has(name)) known.append(name, value);
+    if ([...known.keys()].length > PARSED_PARAMETERS) {
+      return { refused: `more than ${PARSED_PARAMETERS} parameters` };
+    }
+    params = known;
+    replaceRequestBody(ctx, Buffer.from(known.toString(), 'utf8'));
+  } else {
+    replaceRequestBody(ctx, body);
+  }
+  if (basic !== undefined) return { id: basic };
+  params ??= new URLSearchParams(body.toString('utf8'));
   const clientId = params.get('client_id');
   if (clientId) return { id: clientId };
   const assertion = params.get('client_assertion');
   return { id: assertion ? assertionSubject(assertion) : undefined };
+}
+
+function countParameters(body: Buffer): number {
+  let count = body.length > 0 ? 1 : 0;
+  for (let i = body.indexOf(0x26); i !== -1; i = body.indexOf(0x26, i + 1)) count++;
+  return count;
 }
 
 function basicUser(header: string): string | undefined {

@@ -143,10 +143,16 @@ const DeleteResourceQuery = z.strictObject({
     .optional()
     .meta({ description: 'Delete even while clients hold grants on it or introspect it.' }),
 });
-const Timestamp = z.iso.datetime({
-  offset: true,
-  error: 'expected an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z',
-});
+const Timestamp = z.iso
+  .datetime({
+    offset: true,
+    error: 'expected an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z',
+  })
+  // Both databases store years 1 to 9999 of the proleptic calendar; an instant outside them cannot be compared.
+  .refine((value) => {
+    const year = new Date(value).getUTCFullYear();
+    return year >= 1 && year <= 9999;
+  }, 'expected a date-time between the years 0001 and 9999');
 const AuditQuery = z.strictObject({
   limit: Limit,
   cursor: Cursor,

@@ -57,13 +57,12 @@ export async function connectAdmin(connection: AdminConnection): Promise<AdminCl
   const credentials = await readCredentials(connection.credentialsPath);
   refuseForeignUrl(connection, credentials);
   const key = await importPrivateKey(credentials, connection.credentialsPath);
-  const transport = createTransport(connection.url);
-  // Admin requests are signed for the issuer's URL (the admin API checks proofs against it) and sent to --url.
-  const adminTransport = createTransport(connection.url, { signedFor: credentials.issuer });
+  // Requests are made for the issuer's URLs (the server checks DPoP proofs and assertion audiences against them)
+  // and sent to --url, which may be another name for the server.
+  const transport = createTransport(connection.url, { signedFor: credentials.issuer });
   const as: oauth.AuthorizationServer = {
-    // The assertion's audience is the issuer; requests go to --url, which may be another name for the server.
     issuer: credentials.issuer,
-    token_endpoint: `${connection.url}/token`,
+    token_endpoint: `${credentials.issuer}/token`,
   };
   const client: oauth.Client = { client_id: credentials.client_id };
   const dpop = oauth.DPoP(client, await oauth.generateKeyPair('ES256'));
@@ -102,7 +101,7 @@ export async function connectAdmin(connection: AdminConnection): Promise<AdminCl
           if (body !== null) headers.set('content-type', 'application/json');
           return oauth.protectedResourceRequest(accessToken, method, url, headers, body, {
             DPoP: dpop,
-            ...adminTransport,
+            ...transport,
           });
         });
       } catch (error) {

@@ -19,6 +19,10 @@ const PublicJwk = z
   .refine(isUsablePublicKey, {
     error: 'not a usable public key: check its members (EC: crv, x, y; RSA: n, e; OKP: crv, x)',
     abort: true,
+  })
+  .refine(hasStrongEnoughModulus, {
+    error: 'an RSA key must be at least 2048 bits long (RFC 7518 §3.3)',
+    abort: true,
   });
 
 /** Refused here rather than at the first token request, where the client could only learn its keys are bad. */
@@ -28,6 +32,13 @@ function isUsablePublicKey(jwk: Record<string, unknown>): boolean {
   } catch {
     return false;
   }
+}
+
+/** Shorter RSA keys can never sign an accepted assertion: RS* and PS* need 2048 bits or more. */
+function hasStrongEnoughModulus(jwk: Record<string, unknown>): boolean {
+  if (jwk.kty !== 'RSA') return true;
+  const bits = createPublicKey({ key: jwk, format: 'jwk' }).asymmetricKeyDetails?.modulusLength ?? 0;
+  return bits >= 2048;
 }
 
 export const Jwks = z

@@ -20,6 +20,11 @@ export const ResourceIdentifier = z
   .max(2048, 'at most 2048 characters')
   // RFC 3986 URIs are printable ASCII; spaces and control characters are never part of one.
   .regex(/^[\x21-\x7E]*$/, 'a URI has no spaces, control or non-ASCII characters (percent-encode them)')
+  // RFC 3986 §2: unreserved, reserved and percent-encoded octets only; " < > \\ ^ ` { | } never appear bare.
+  .regex(
+    /^(?:[A-Za-z0-9\-._~:/?#[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*$/,
+    'a URI has only the characters RFC 3986 allows; percent-encode the others (e.g. %20) and write % as %25',
+  )
   .refine((value) => {
     const url = URL.parse(value);
     return url !== null && value.length > 0 && !value.includes('#') && url.href.length > 0;

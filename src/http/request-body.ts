@@ -3,13 +3,16 @@ import { IncomingMessage } from 'node:http';
 import type { Context } from 'koa';
 
 /**
- * Reads a request body up to `limit` bytes. Stopping early leaves the socket open, so that the 413 still reaches
- * the client.
+ * Reads a request body up to `limit` bytes. A larger declared length is refused before reading anything, so a
+ * client announcing a huge body does not hold the request open. Stopping early leaves the socket open, so that
+ * the 413 still reaches the client.
  */
 export async function readRequestBody(
   req: IncomingMessage,
   limit: number,
 ): Promise<Buffer | 'too-large' | 'aborted'> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) return 'too-large';
   const chunks: Buffer[] = [];
   let size = 0;
   try {

@@ -22,12 +22,52 @@ const SERVED = new Set<string>([ROUTES.token, ROUTES.introspection, ROUTES.revoc
  */
 export function restrictToServedEndpoints() {
   return async function servedEndpointsOnly(ctx: Context, next: Next): Promise<void> {
+    if (SERVED.has(ctx.path) && ctx.method !== 'POST') {
+      ctx.status = 405;
+      ctx.set('Allow', 'POST');
+      ctx.body = {
+        error: 'invalid_request',
+        error_description: `${ctx.method} is not allowed at ${ctx.path}: use POST`,
+      };
+      return;
+    }
     if (SERVED.has(ctx.path) || METADATA_PATHS.has(ctx.path)) {
       await next();
       return;
     }
     ctx.status = 404;
     ctx.body = { error: 'not_found', error_description: `no endpoint at ${ctx.path}` };
+  };
+}
+
+/**
+ * Every URL the provider derives from a request (the `htu` a DPoP proof must name, the audiences a client
+ * assertion may use, the endpoints in the metadata) is built from the Host header. Fixing it to the issuer's
+ * origin means a proof or assertion made for another server never matches, whatever Host a request claims.
+ * @see RFC 9449 §4.3 (step 9), RFC 7523 §3 (aud)
+ */
+export function pinRequestOrigin(issuer: string, trustProxy: boolean) {
+  const origin = new URL(issuer);
+  const scheme = origin.protocol.slice(0, -1);
+  return async function pinOrigin(ctx: Context, next: Next): Promise<void> {
+    // RFC 9112 §3.2: exactly one Host in an HTTP/1.1 request, or 400.
+    const hosts = ctx.req.rawHeaders.filter(
+      (_, i) => i % 2 === 0 && /^host$/i.test(ctx.req.rawHeaders[i] ?? ''),
+    );
+    if (hosts.length > 1 || (hosts.length === 0 && ctx.req.httpVersion === '1.1')) {
+      ctx.status = 400;
+      ctx.body = {
+        error: 'invalid_request',
+        error_description: 'an HTTP/1.1 request carries exactly one Host header (RFC 9112 §3.2)',
+      };
+      return;
+    }
+    ctx.req.headers.host = origin.host;
+    if (trustProxy) {
+      ctx.req.headers['x-forwarded-host'] = origin.host;
+      ctx.req.headers['x-forwarded-proto'] = scheme;
+    }
+    await next();
   };
 }
 

@@ -205,8 +205,8 @@ describe('invalid input', () => {
   it('requires client authentication', async () => {
     const token = await issue(JWT_API);
     const anonymous = await request(server.url).post('/token/introspection').type('form').send({ token });
-    expect(anonymous.status).toBe(400);
-    expect(anonymous.body.error).toBe('invalid_request');
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.body.error).toBe('invalid_client');
     const wrong = await introspect({ id: apiServer.id, secret: 'wrong' }, token);
     expect(wrong.status).toBe(401);
     expect(wrong.body.error).toBe('invalid_client');

@@ -251,8 +251,9 @@ describe('client authentication', () => {
 
   it('refuses a request with no client authentication', async () => {
     const res = await postToken(server.url, { grant_type: 'client_credentials', resource: API }, { key });
-    expect(res.status).toBe(400);
-    expect(res.body.error).toBe('invalid_request');
+    // RFC 6749 §5.2: "no client authentication included" is invalid_client.
+    expect(res.status).toBe(401);
+    expect(res.body.error).toBe('invalid_client');
   });
 
   it('refuses a disabled client', async () => {
