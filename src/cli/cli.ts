@@ -14,6 +14,7 @@ import { DEMO_COMMANDS } from './demo.command.ts';
 import { KEY_COMMANDS } from './key.commands.ts';
 import { CliError, UsageError } from './errors.ts';
 import { createOutput, type Output } from './output.ts';
+import { POLICY_COMMANDS } from './policy.commands.ts';
 import { RESOURCE_COMMANDS } from './resource.commands.ts';
 import { SERVER_COMMANDS } from './server.commands.ts';
 import type { CliDefaults } from './settings.ts';
@@ -21,6 +22,7 @@ import type { CliDefaults } from './settings.ts';
 export const COMMANDS: readonly Command[] = [
   ...RESOURCE_COMMANDS,
   ...CLIENT_COMMANDS,
+  ...POLICY_COMMANDS,
   ...KEY_COMMANDS,
   ...AUDIT_COMMANDS,
   ...DEMO_COMMANDS,
