@@ -47,7 +47,6 @@ export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.ou
   throw new MayflyError('invalid_input', summary, details);
 }
 
-/** Postgres text cannot hold U+0000: refused here with a clear error rather than failing in the database. */
 /** JSON nested deeper than this is refused: no admin input needs more than a few levels. */
 const MAX_DEPTH = 32;
 
@@ -62,7 +61,11 @@ const PROBLEMS: Record<TextProblem, [message: string, detail: string]> = {
   depth: [`nesting deeper than ${MAX_DEPTH} levels is not accepted`, 'nested too deeply'],
 };
 
-/** Text that could not be stored as sent (NUL, unpaired surrogates), or nesting no input needs. */
+/**
+ * Text that could not be stored as sent, refused with a clear error rather than failing in the database or being
+ * silently altered: Postgres text cannot hold U+0000, and an unpaired surrogate would be replaced. Also refuses
+ * nesting no input needs. (The name predates the last two checks.)
+ */
 export function refuseNul(value: unknown, where: string): void {
   const problem = findTextProblem(value);
   if (problem) {

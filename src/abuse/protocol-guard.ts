@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import type { Context, Next } from 'koa';
+import type { KoaContextWithOIDC } from 'oidc-provider';
 
 import type { ClientAccessCache } from '../clients/client-access-cache.ts';
 import { readRequestBody, replaceRequestBody } from '../http/request-body.ts';
@@ -47,6 +48,8 @@ export interface GuardDependencies {
  */
 export function guardProtocolRequests(deps: GuardDependencies) {
   const { limits, clients, audit, metrics, log } = deps;
+  /** Pairs with recent failures: the request whose turn it is, per pair. */
+  const inTurn = new Map<string, Promise<void>>();
   return async function guardProtocolRequest(ctx: Context, next: Next): Promise<void> {
     const route = ctx.method === 'POST' ? GUARDED.get(ctx.path) : undefined;
     if (!route) {
@@ -82,11 +85,46 @@ export function guardProtocolRequests(deps: GuardDependencies) {
       return;
     }
     const clientId = claimed.id;
-    if (clientId !== undefined) recordClaimedClient(ctx, clientId);
+    if (clientId === undefined) {
+      await guarded(ctx, next, route, undefined, address);
+      return;
+    }
+    recordClaimedClient(ctx, clientId);
+    // A pair that failed recently is taken one request at a time, so parallel guesses meet the block as soon as
+    // it is recorded instead of all passing the check together.
+    if (!limits.hasRecentFailures(clientId, addressKey(address))) {
+      await guarded(ctx, next, route, clientId, address);
+      return;
+    }
+    const pair = `${clientId}\n${addressKey(address)}`;
+    const previous = inTurn.get(pair) ?? Promise.resolve();
+    let release: () => void = () => undefined;
+    const mine = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const turn = previous.then(() => mine);
+    inTurn.set(pair, turn);
+    try {
+      await previous;
+      await guarded(ctx, next, route, clientId, address);
+    } finally {
+      release();
+      if (inTurn.get(pair) === turn) inTurn.delete(pair);
+    }
+  };
 
-    const refusal =
-      (clientId === undefined ? undefined : limits.blockedAfterFailures(clientId, address)) ??
-      (await consumeLimits(route, clientId, address));
+  async function guarded(
+    ctx: Context,
+    next: Next,
+    route: Route,
+    clientId: string | undefined,
+    address: string,
+  ): Promise<void> {
+    const counted = addressKey(address);
+    const blocked = clientId === undefined ? undefined : await limits.blockedAfterFailures(clientId, counted);
+    const limited = blocked ?? (await consumeAddressLimit(route, address));
+    const clientLimit = limited || clientId === undefined ? undefined : clientLimitOf(route, clientId);
+    const refusal = limited ?? (clientLimit && (await consumeClientLimit(clientLimit)));
     if (refusal) {
       metrics.rateLimited(refusal.limit);
       refuse(ctx, refusal);
@@ -94,42 +132,53 @@ export function guardProtocolRequests(deps: GuardDependencies) {
       return;
     }
 
-    await next();
+    try {
+      await next();
+    } finally {
+      // Only the client itself spends its limit: a request that did not authenticate as it gives it back.
+      if (clientLimit && !authenticated(ctx))
+        limits.refund(clientLimit.limit, clientLimit.subject, clientLimit.allowed);
+    }
 
-    if (clientId !== undefined && failedAuthentication(ctx)) {
+    // Failures count only for clients that exist (the provider found it before checking its credentials).
+    if (clientId !== undefined && failedAuthentication(ctx) && clientFound(ctx)) {
       await backOff(clientId, address);
     }
     deps.observe?.(ctx, route, clientId, address);
-  };
+  }
 
-  async function consumeLimits(
-    route: Route,
-    clientId: string | undefined,
-    address: string,
-  ): Promise<Refusal | undefined> {
+  async function consumeAddressLimit(route: Route, address: string): Promise<Refusal | undefined> {
+    const [limit, allowed]: [LimitName, number] =
+      route === 'introspection'
+        ? ['introspection-address', limits.settings.introspectionPerAddress]
+        : ['token-address', limits.settings.tokenPerAddress];
+    return consumeOrAllow(() => limits.consume(limit, addressKey(address), allowed));
+  }
+
+  /** The client's own limit when this instance knows it; until then the default, counted exactly. */
+  function clientLimitOf(route: Route, clientId: string): ClientLimit {
+    const own = clients.peek(clientId)?.client;
     const introspection = route === 'introspection';
-    const own = clientId === undefined ? undefined : clients.peek(clientId)?.client;
-    const checks: [LimitName, string, number][] = [
-      introspection
-        ? ['introspection-address', address, limits.settings.introspectionPerAddress]
-        : ['token-address', address, limits.settings.tokenPerAddress],
-    ];
-    if (clientId !== undefined) {
-      checks.push(
-        introspection
-          ? [
-              'introspection-client',
-              clientId,
-              own?.introspection_rate_limit ?? limits.settings.introspectionPerClient,
-            ]
-          : ['token-client', clientId, own?.token_rate_limit ?? limits.settings.tokenPerClient],
-      );
-    }
+    const ownLimit = introspection ? own?.introspection_rate_limit : own?.token_rate_limit;
+    return {
+      limit: introspection ? 'introspection-client' : 'token-client',
+      subject: clientId,
+      allowed:
+        ownLimit ?? (introspection ? limits.settings.introspectionPerClient : limits.settings.tokenPerClient),
+      // Leasing a batch under the default could overdraw a client whose own, lower limit is not read yet.
+      exact: own === undefined,
+    };
+  }
+
+  function consumeClientLimit(limit: ClientLimit): Promise<Refusal | undefined> {
+    return consumeOrAllow(() =>
+      limits.consume(limit.limit, limit.subject, limit.allowed, { exact: limit.exact }),
+    );
+  }
+
+  async function consumeOrAllow(consume: () => Promise<Refusal | undefined>): Promise<Refusal | undefined> {
     try {
-      const outcomes = await Promise.all(
-        checks.map(([limit, subject, n]) => limits.consume(limit, subject, n)),
-      );
-      return outcomes.find((outcome) => outcome !== undefined);
+      return await consume();
     } catch (error) {
       // The limiter fell back to memory and that failed too: serve rather than refuse everyone.
       log.warn({ err: error }, 'rate limit check failed; request allowed');
@@ -139,9 +188,9 @@ export function guardProtocolRequests(deps: GuardDependencies) {
 
   async function backOff(clientId: string, address: string): Promise<void> {
     try {
-      const outcome = await limits.recordFailure(clientId, address);
+      const outcome = await limits.recordFailure(clientId, addressKey(address));
+      if (outcome.crossed) metrics.authFailureBlock();
       if (outcome.blocked) {
-        metrics.authFailureBlock();
         audit.authFailureBackoff({
           step: 'blocked',
           client_id: clientId,
@@ -199,6 +248,42 @@ function refuse(ctx: Context, refusal: Refusal): void {
   recordProtocolError(ctx, { error: 'temporarily_unavailable', error_detail: reason });
 }
 
+interface ClientLimit {
+  limit: LimitName;
+  subject: string;
+  allowed: number;
+  exact: boolean;
+}
+
+/** The provider attaches the client it found before checking its credentials. */
+function clientFound(ctx: Context): boolean {
+  return (ctx as Partial<KoaContextWithOIDC>).oidc?.client !== undefined;
+}
+
+function authenticated(ctx: Context): boolean {
+  return clientFound(ctx) && !failedAuthentication(ctx) && ctx.status < 500;
+}
+
+/**
+ * Addresses as counted: IPv4 (and IPv4-mapped IPv6) whole, other IPv6 addresses by their /64, which one
+ * subscriber usually holds entirely.
+ */
+export function addressKey(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped?.[1]) return mapped[1];
+  if (!address.includes(':')) return address;
+  const [head = '', tail = ''] = address.split('::');
+  const left = head ? head.split(':') : [];
+  const right = tail ? tail.split(':') : [];
+  const groups = address.includes('::')
+    ? [...left, ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right]
+    : left;
+  return `${groups
+    .slice(0, 4)
+    .map((g) => (parseInt(g, 16) || 0).toString(16))
+    .join(':')}::/64`;
+}
+
 function failedAuthentication(ctx: Context): boolean {
   return ctx.status === 401 && (ctx.body as { error?: unknown } | undefined)?.error === 'invalid_client';
 }
@@ -224,8 +309,9 @@ type ClaimedClient = { id: string | undefined } | { unread: 'too-large' | 'abort
  * §3.2 requires.
  */
 async function claimedClient(ctx: Context, route: Route): Promise<ClaimedClient> {
+  // A body the provider will refuse names no client: it is counted per address only.
+  if (!ctx.is('application/x-www-form-urlencoded')) return { id: undefined };
   const basic = basicUser(ctx.get('authorization'));
-  if (!ctx.is('application/x-www-form-urlencoded')) return { id: basic };
   const body = await readRequestBody(ctx.req, BODY_LIMIT);
   if (body === 'too-large' || body === 'aborted') return { unread: body };
   let params: URLSearchParams | undefined;

@@ -50,8 +50,10 @@ export interface FailureOutcome {
   failures: number;
   /** Delay before answering this failure (0 until `slowAfter` failures). */
   delayMs: number;
-  /** This failure started a block. */
+  /** The pair is blocked (this failure reached the threshold, or came while blocked). */
   blocked: boolean;
+  /** This failure started the block. */
+  crossed: boolean;
   /** Seconds until the block ends, when blocked. */
   blockedForSeconds: number;
 }
@@ -67,6 +69,26 @@ interface Lease {
 
 /** Leases held at most (distinct counters); beyond it the least recently used are forgotten. */
 const MAX_LEASES = 100_000;
+
+/** How long a pair's stored failure count is trusted to show no block, in ms. */
+const STORED_BLOCK_CHECK_MS = 5_000;
+/** Entries kept at most in each per-pair map; the oldest are dropped beyond it. */
+const MAX_PAIRS = 100_000;
+
+/** Sets `key` as the most recent entry of a bounded map. */
+function remember(map: Map<string, number>, key: string, value: number): void {
+  map.delete(key);
+  map.set(key, value);
+  while (map.size > MAX_PAIRS) {
+    const oldest = map.keys().next();
+    if (oldest.done) break;
+    map.delete(oldest.value);
+  }
+}
+
+function leaseId(limit: LimitName, subject: string, allowed: number): string {
+  return `${limit}/${allowed}/${keyOf(subject)}`;
+}
 
 function leaseSize(allowed: number): number {
   return Math.max(1, Math.min(100, Math.floor(allowed / 20)));
@@ -91,6 +113,11 @@ export class RateLimits {
   readonly #failures: RateLimiterPostgres;
   /** Requests this instance claimed from the shared counters and has not handed out yet, least recent first. */
   readonly #leases = new Map<string, Lease>();
+  /** Failure pairs whose stored count this instance read, and when; blocks it found there, and until when. */
+  readonly #checkedPairs = new Map<string, number>();
+  readonly #seenBlocks = new Map<string, number>();
+  /** Pairs this instance recorded a failure for, and until when that counts as recent. */
+  readonly #recentFailures = new Map<string, number>();
 
   constructor(db: Db, settings: RateLimitSettings, failureSettings: AuthFailureSettings) {
     this.settings = settings;
@@ -129,8 +156,13 @@ export class RateLimits {
    * single row is updated by every request. The price is precision: requests leased by one instance and not
    * used in the window are lost to the others, at most 5% of the limit per instance.
    */
-  async consume(limit: LimitName, subject: string, allowed: number): Promise<Refusal | undefined> {
-    const id = `${limit}/${allowed}/${subject}`;
+  async consume(
+    limit: LimitName,
+    subject: string,
+    allowed: number,
+    options: { exact?: boolean } = {},
+  ): Promise<Refusal | undefined> {
+    const id = leaseId(limit, subject, allowed);
     for (;;) {
       const now = Date.now();
       const lease = this.#leases.get(id);
@@ -146,7 +178,7 @@ export class RateLimits {
         }
       }
       const next: Lease = lease && now < lease.endsAt ? lease : { remaining: 0, endsAt: now + 1_000 };
-      next.pending = this.#claim(limit, subject, allowed, next);
+      next.pending = this.#claim(limit, subject, allowed, next, options.exact ? 1 : leaseSize(allowed));
       this.#remember(id, next);
       let refusal: Refusal | undefined;
       try {
@@ -164,8 +196,8 @@ export class RateLimits {
     subject: string,
     allowed: number,
     lease: Lease,
+    size: number,
   ): Promise<Refusal | undefined> {
-    const size = leaseSize(allowed);
     try {
       const granted = await this.#limiter(limit, allowed).consume(keyOf(subject), size);
       lease.remaining += size;
@@ -185,6 +217,15 @@ export class RateLimits {
     }
   }
 
+  /**
+   * Gives back a request taken with `consume` that turned out not to be the client's (it did not authenticate):
+   * it returns to this instance's lease, so nobody can spend a client's limit without its credentials.
+   */
+  refund(limit: LimitName, subject: string, allowed: number): void {
+    const lease = this.#leases.get(leaseId(limit, subject, allowed));
+    if (lease && Date.now() < lease.endsAt) lease.remaining++;
+  }
+
   #remember(id: string, lease: Lease): void {
     this.#leases.delete(id);
     this.#leases.set(id, lease);
@@ -196,13 +237,47 @@ export class RateLimits {
     }
   }
 
-  /** Whether a client id is blocked from an address after failed authentications: decided from memory alone. */
-  blockedAfterFailures(clientId: string, address: string): Refusal | undefined {
-    const key = this.#failures.getKey(keyOf(failureSubject(clientId, address)));
+  /**
+   * Whether a client id is blocked from an address after failed authentications. From memory when this instance
+   * recorded or saw the block; otherwise from the stored count, read for every request of a pair that failed here
+   * recently and at most every 5 s for any other pair, so a block recorded by another instance holds here too
+   * (within 5 s), for what remains of it.
+   */
+  async blockedAfterFailures(clientId: string, address: string): Promise<Refusal | undefined> {
+    const subject = keyOf(failureSubject(clientId, address));
+    const key = this.#failures.getKey(subject);
+    const now = Date.now();
     // Part of the store limiters' API, missing from the library's type declarations.
     const memory = this.#failures as unknown as { getInMemoryBlockMsBeforeExpire(key: string): number };
-    const ms = memory.getInMemoryBlockMsBeforeExpire(key);
-    if (ms <= 0) return undefined;
+    const ms = Math.max(memory.getInMemoryBlockMsBeforeExpire(key), (this.#seenBlocks.get(key) ?? 0) - now);
+    if (ms > 0) return this.#blockRefusal(ms);
+    // A pair that failed here recently is read every time; any other at most every few seconds.
+    const checkedAt = this.#checkedPairs.get(key);
+    const recent = (this.#recentFailures.get(key) ?? 0) > now;
+    if (!recent && checkedAt !== undefined && now - checkedAt < STORED_BLOCK_CHECK_MS) return undefined;
+    remember(this.#checkedPairs, key, now);
+    this.#seenBlocks.delete(key);
+    let stored: RateLimiterRes | null;
+    try {
+      stored = await this.#failures.get(subject);
+    } catch {
+      return undefined;
+    }
+    if (!stored || stored.consumedPoints < this.failureSettings.blockAfter || stored.msBeforeNext <= 0) {
+      return undefined;
+    }
+    remember(this.#seenBlocks, key, now + stored.msBeforeNext);
+    return this.#blockRefusal(stored.msBeforeNext);
+  }
+
+  /** Whether this instance recorded a failure of this pair recently: its requests are then taken one at a time. */
+  hasRecentFailures(clientId: string, address: string): boolean {
+    const key = this.#failures.getKey(keyOf(failureSubject(clientId, address)));
+    const until = this.#recentFailures.get(key);
+    return until !== undefined && until > Date.now();
+  }
+
+  #blockRefusal(ms: number): Refusal {
     return {
       limit: 'auth-failures',
       allowed: this.failureSettings.blockAfter,
@@ -216,8 +291,11 @@ export class RateLimits {
     let failures: number;
     let blockedForMs = 0;
     let crossed = false;
+    const subject = keyOf(failureSubject(clientId, address));
+    const recentUntil = Date.now() + this.failureSettings.windowSeconds * 1000;
+    remember(this.#recentFailures, this.#failures.getKey(subject), recentUntil);
     try {
-      failures = (await this.#failures.consume(keyOf(failureSubject(clientId, address)))).consumedPoints;
+      failures = (await this.#failures.consume(subject)).consumedPoints;
     } catch (outcome) {
       if (!(outcome instanceof RateLimiterRes)) throw outcome;
       // Over the limit. The store answers the count; memory (already blocked, a race) answers 0.
@@ -229,7 +307,8 @@ export class RateLimits {
     return {
       failures,
       delayMs: slowed < 0 ? 0 : Math.min(MAX_DELAY_MS, FIRST_DELAY_MS * 2 ** Math.min(slowed, 16)),
-      blocked: crossed,
+      blocked: failures >= blockAfter,
+      crossed,
       blockedForSeconds: blockedForMs > 0 ? retryAfter(blockedForMs) : 0,
     };
   }

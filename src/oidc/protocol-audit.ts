@@ -26,8 +26,9 @@ interface AuditState {
   claimedClientId?: string;
 }
 
+/** Whatever a request claims goes to the audit line, cut to the longest client id Mayfly accepts. */
 export function recordClaimedClient(ctx: Context, clientId: string): void {
-  (ctx.state as AuditState).claimedClientId = clientId;
+  (ctx.state as AuditState).claimedClientId = clientId.slice(0, 255);
 }
 
 export function recordProtocolError(ctx: Context, error: ProtocolError): void {

@@ -57,6 +57,7 @@ function expectLimited(res: request.Response, fragment: string, maxRetryAfter = 
   expect(Number(res.headers['retry-after'])).toBeGreaterThanOrEqual(1);
   expect(Number(res.headers['retry-after'])).toBeLessThanOrEqual(maxRetryAfter);
   expect(res.headers['cache-control']).toBe('no-store');
+  expect(res.headers['x-content-type-options']).toBe('nosniff');
   expect(res.body.error).toBe('temporarily_unavailable');
   expect(res.body.error_description).toContain(fragment);
 }
@@ -132,6 +133,55 @@ describe('token requests per client', () => {
   });
 });
 
+describe('a client limit belongs to the client', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer({
+      env: {
+        MAYFLY_RATE_LIMIT_TOKEN_PER_CLIENT: '3',
+        MAYFLY_TRUST_PROXY: 'true',
+        MAYFLY_AUTH_FAILURE_SLOW_AFTER: '1000',
+        MAYFLY_AUTH_FAILURE_BLOCK_AFTER: '1001',
+      },
+    });
+    await server.createResource({ identifier: API, scopes: ['read'] });
+  });
+  afterAll(() => server.close());
+
+  it('is not spent by requests that claim the client without its credentials', async () => {
+    const victim = await withApi(server, 'victim');
+    const attacker = '203.0.113.99';
+    for (let i = 0; i < 5; i++) {
+      expect((await tokenFrom(server, { ...victim, secret: 'guess' }, attacker)).status).toBe(401);
+      const plain = await request(server.url)
+        .post('/token')
+        .type('text/plain')
+        .set('Authorization', basicAuth(victim.id, 'guess'))
+        .set('X-Forwarded-For', attacker)
+        .send('grant_type=client_credentials');
+      expect(plain.status).toBe(400);
+    }
+    for (let i = 0; i < 3; i++) expect((await tokenFrom(server, victim, '198.51.100.30')).status).toBe(200);
+    expectLimited(await tokenFrom(server, victim, '198.51.100.30'), 'limit 3 per minute');
+  });
+
+  it('applies a limit below the default from the first request an instance sees', async () => {
+    const strict = await withApi(server, 'below-default', { rate_limits: { tokens_per_minute: 2 } });
+    // A fresh instance on the same database has never read this client.
+    const other = await startTestServer({
+      database: server.database,
+      env: { MAYFLY_RATE_LIMIT_TOKEN_PER_CLIENT: '600' },
+    });
+    try {
+      expect((await token(other, strict)).status).toBe(200);
+      expect((await token(other, strict)).status).toBe(200);
+      expectLimited(await token(other, strict), 'limit 2 per minute');
+    } finally {
+      await other.close();
+    }
+  });
+});
+
 describe('leases', () => {
   let server: TestServer;
   beforeAll(async () => {
@@ -149,18 +199,21 @@ describe('leases', () => {
         .type('form')
         .set('Authorization', basicAuth(client.id, client.secret))
         .send({ token: 'not-a-token' });
+    // The first request is counted alone: this instance does not know the client's own limit yet.
     expect((await revoke()).status).toBe(200);
-    // One request claimed a lease of five (1/20 of the limit).
-    expect(await counter(server, `token-client:${client.id}`)).toBe(5);
-    // 99 more, ten at a time: requests arriving while a lease is claimed wait for it rather than claim their own.
-    const statuses: number[] = [200];
+    expect(await counter(server, `token-client:${client.id}`)).toBe(1);
+    // Then requests are claimed five at a time (1/20 of the limit).
+    expect((await revoke()).status).toBe(200);
+    expect(await counter(server, `token-client:${client.id}`)).toBe(6);
+    // 98 more, ten at a time: requests arriving while a lease is claimed wait for it rather than claim their own.
+    const statuses: number[] = [200, 200];
     while (statuses.length < 100) {
       const batch = Math.min(10, 100 - statuses.length);
       statuses.push(...(await Promise.all(Array.from({ length: batch }, revoke))).map((r) => r.status));
     }
     expect(statuses.filter((s) => s === 200)).toHaveLength(100);
-    // 20 leases of 5: the shared counter holds what was claimed, no more.
-    expect(await counter(server, `token-client:${client.id}`)).toBe(100);
+    // The last claim found only 4 of its 5 left: the counter went one over, the client was not.
+    expect(await counter(server, `token-client:${client.id}`)).toBe(101);
     expectLimited(await revoke(), 'limit 100 per minute');
   });
 });
@@ -320,11 +373,11 @@ describe('authentication-failure backoff', () => {
         const res = await tokenFrom(i % 2 ? server : other, guess, attacker);
         expect(res.body.error).toBe('invalid_client');
       }
-      // The instance that did not record the blocking failure sees the stored block at its next failure…
-      expect((await tokenFrom(other, guess, attacker)).body.error).toBe('invalid_client');
-      // …and from then on refuses before checking anything.
+      // The instance that did not record the blocking failure reads the stored block: even the right secret is
+      // refused there, before it is checked.
       expectLimited(await tokenFrom(other, victim, attacker), 'failed authentications', 900);
       expectLimited(await tokenFrom(server, victim, attacker), 'failed authentications', 900);
+      expect((await tokenFrom(other, victim, '198.51.100.8')).status).toBe(200);
     } finally {
       await other.close();
     }
