@@ -19,6 +19,7 @@ import { isDatabaseUnavailable } from './db/availability.ts';
 import { serveHealth } from './observability/health.ts';
 import { serveMetrics } from './observability/metrics.ts';
 import { assignRequestId } from './observability/request-context.ts';
+import { REGISTRATION_PATH, serveRegistration } from './registration/registration-routes.ts';
 import {
   answerDatabaseOutages,
   completeIntrospectionResponse,
@@ -59,8 +60,21 @@ export function createApp(app: AppContext): Koa {
       proofAlgs: ASYMMETRIC_ALGS,
     }),
   );
+  const registration = app.config.registration.enabled;
+  if (registration) {
+    koa.use(
+      serveRegistration({
+        deps: { ...app.admin, issuer: app.config.issuer },
+        log: app.log.child({ component: 'audit' }),
+      }),
+    );
+  }
   koa.use(restrictToServedEndpoints());
-  koa.use(serveServerMetadata());
+  koa.use(
+    serveServerMetadata({
+      registrationEndpoint: registration ? `${app.config.issuer}${REGISTRATION_PATH}` : undefined,
+    }),
+  );
   koa.use(auditProtocolRequests(app.audit, app.metrics));
   koa.use(
     guardProtocolRequests({

@@ -35,6 +35,16 @@ import { ADMIN_SCOPES, type AdminScope } from '../clients/admin-rights.ts';
 import type { AdminPrincipal } from './admin-auth.ts';
 import type { KeyRing } from '../keys/key-ring.ts';
 import { SigningKeyInfo } from '../keys/key.service.ts';
+import {
+  RegistrationToken,
+  RegistrationTokenInput,
+  RegistrationTokenWithValue,
+} from '../registration/registration.schemas.ts';
+import {
+  createRegistrationToken,
+  listRegistrationTokens,
+  revokeRegistrationToken,
+} from '../registration/registration-token.service.ts';
 
 export type AdminDeps = ResourceDeps & ClientDeps & { keys: KeyRing };
 
@@ -495,5 +505,42 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
         next_cursor: rows.length === limit && last ? encodeCursor(String(last.id)) : null,
       };
     },
+  }),
+  route({
+    method: 'POST',
+    path: '/registration-tokens',
+    operationId: 'createRegistrationToken',
+    summary:
+      'Mint an initial access token for dynamic client registration (RFC 7591): it caps the resources, scopes, ' +
+      'authentication methods and token lifetimes of the clients it registers. The token is answered this once.',
+    scope: WRITE,
+    body: RegistrationTokenInput,
+    status: 201,
+    response: RegistrationTokenWithValue,
+    errors: ['invalid_input', 'resource_not_found', 'scope_not_defined'],
+    handle: ({ deps, principal, body }) => createRegistrationToken(deps, { id: principal.clientId }, body),
+  }),
+  route({
+    method: 'GET',
+    path: '/registration-tokens',
+    operationId: 'listRegistrationTokens',
+    summary: 'List initial access tokens, newest first: caps, uses left, expiry (never the token values).',
+    scope: READ,
+    status: 200,
+    response: z.object({ items: z.array(RegistrationToken) }).meta({ id: 'RegistrationTokenList' }),
+    errors: [],
+    handle: async ({ deps }) => ({ items: await listRegistrationTokens(deps) }),
+  }),
+  route({
+    method: 'DELETE',
+    path: '/registration-tokens/{id}',
+    operationId: 'revokeRegistrationToken',
+    summary: 'Revoke an initial access token at once; clients it already registered are unaffected.',
+    scope: WRITE,
+    params: z.strictObject({ id: z.string().min(1).max(64) }),
+    status: 204,
+    errors: ['not_found'],
+    handle: ({ deps, principal, params }) =>
+      revokeRegistrationToken(deps, { id: principal.clientId }, params.id),
   }),
 ];

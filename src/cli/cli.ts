@@ -15,6 +15,7 @@ import { KEY_COMMANDS } from './key.commands.ts';
 import { CliError, UsageError } from './errors.ts';
 import { createOutput, type Output } from './output.ts';
 import { POLICY_COMMANDS } from './policy.commands.ts';
+import { REGISTRATION_COMMANDS } from './registration.commands.ts';
 import { RESOURCE_COMMANDS } from './resource.commands.ts';
 import { SERVER_COMMANDS } from './server.commands.ts';
 import type { CliDefaults } from './settings.ts';
@@ -24,6 +25,7 @@ export const COMMANDS: readonly Command[] = [
   ...CLIENT_COMMANDS,
   ...POLICY_COMMANDS,
   ...KEY_COMMANDS,
+  ...REGISTRATION_COMMANDS,
   ...AUDIT_COMMANDS,
   ...DEMO_COMMANDS,
   ...SERVER_COMMANDS,

@@ -59,6 +59,8 @@ export interface Config {
   anomalies: AnomalySettings;
   /** Allow clients' jwks_uri to resolve to loopback or private addresses (off: SSRF protection). */
   jwksUriAllowPrivate: boolean;
+  /** Dynamic client registration (RFC 7591, RFC 7592) at /register, gated by initial access tokens; off by default. */
+  registration: { enabled: boolean };
   admin: {
     /** `<issuer>/admin`: the resource (token audience) of the admin API. */
     audience: string;
@@ -164,6 +166,7 @@ const EnvSchema = z.object({
   MAYFLY_MAX_TOKEN_TTL: integer(30, 3600).default(900),
   MAYFLY_PURGE_INTERVAL: integer(1, 86_400).default(60),
   MAYFLY_JWKS_URI_ALLOW_PRIVATE: flag.default(false),
+  MAYFLY_REGISTRATION: flag.default(false),
   MAYFLY_RATE_LIMIT_TOKEN_PER_CLIENT: integer(1, 10_000_000).default(600),
   MAYFLY_RATE_LIMIT_TOKEN_PER_ADDRESS: integer(1, 10_000_000).default(1_200),
   MAYFLY_RATE_LIMIT_INTROSPECTION_PER_CLIENT: integer(1, 10_000_000).default(6_000),
@@ -299,6 +302,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     anomalies,
     jwksUriAllowPrivate: e.MAYFLY_JWKS_URI_ALLOW_PRIVATE,
+    registration: { enabled: e.MAYFLY_REGISTRATION },
     admin: {
       audience: `${issuer}/admin`,
       secretOverlapSeconds: e.MAYFLY_SECRET_OVERLAP,

@@ -7,6 +7,7 @@ import type {
 } from './tables/client.table.ts';
 import type { OidcPayloadTable } from './tables/oidc-payload.table.ts';
 import type { RateLimitTable } from './tables/rate-limit.table.ts';
+import type { ClientRegistrationTable, RegistrationTokenTable } from './tables/registration.table.ts';
 import type { ResourceTable } from './tables/resource.table.ts';
 import type { RevokedTokenTable } from './tables/revoked-token.table.ts';
 import type { SigningKeyTable } from './tables/signing-key.table.ts';
@@ -22,4 +23,6 @@ export interface Database {
   signing_key: SigningKeyTable;
   audit_event: AuditEventTable;
   rate_limit: RateLimitTable;
+  registration_token: RegistrationTokenTable;
+  client_registration: ClientRegistrationTable;
 }

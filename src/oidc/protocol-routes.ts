@@ -92,7 +92,7 @@ const ADVERTISED = [
  * it really supports and states its grant and response types.
  * @see RFC 8414 §2, §3
  */
-export function serveServerMetadata() {
+export function serveServerMetadata(options: { registrationEndpoint?: string | undefined } = {}) {
   return async function serverMetadata(ctx: Context, next: Next): Promise<void> {
     if (!METADATA_PATHS.has(ctx.path) || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) {
       await next();
@@ -108,6 +108,8 @@ export function serveServerMetadata() {
     metadata.grant_types_supported = ['client_credentials'];
     // REQUIRED by RFC 8414 §2; no response type is supported since no grant uses the authorization endpoint.
     metadata.response_types_supported = [];
+    // Only when dynamic registration is enabled (MAYFLY_REGISTRATION). @see RFC 8414 §2
+    if (options.registrationEndpoint) metadata.registration_endpoint = options.registrationEndpoint;
     ctx.body = metadata;
     ctx.set('Cache-Control', 'public, max-age=300');
   };
