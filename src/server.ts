@@ -32,12 +32,13 @@ import {
 } from './oidc/protocol-routes.ts';
 
 export function createApp(app: AppContext): Koa {
-  const koa = new Koa({ proxy: app.config.trustProxy });
+  // Only the entries trusted proxies appended to X-Forwarded-For: a client writes whatever it likes before them.
+  const koa = new Koa({ proxy: app.config.trustProxy, maxIpsCount: app.config.proxyHops });
   koa.silent = true;
-  koa.use(pinRequestOrigin(app.config.issuer, app.config.trustProxy));
   koa.use(secureHeaders);
   koa.use(assignRequestId(app.config.trustProxy));
   koa.use(app.metrics.observeRequests());
+  koa.use(pinRequestOrigin(app.config.issuer, app.config.trustProxy));
   koa.use(errorBoundary(app));
   koa.use(serveHealth(() => app.readiness()));
   // On the main port unless MAYFLY_METRICS_PORT names an internal one (see startMetricsServer).
@@ -84,7 +85,8 @@ export function createApp(app: AppContext): Koa {
       metrics: app.metrics,
       log: app.log.child({ component: 'limits' }),
       observe: (ctx, route, clientId, address) => {
-        if (route !== 'token' || clientId === undefined) return;
+        // A request refused by a limit says nothing about the client's own behaviour.
+        if (route !== 'token' || clientId === undefined || ctx.status === 429) return;
         const issued = ctx.status === 200;
         app.anomalies.tokenRequest({ clientId, issued, address, dpopJkt: issuedTokenJkt(ctx) });
       },

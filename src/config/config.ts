@@ -35,6 +35,8 @@ export interface Config {
   logLevel: LogLevel;
   logFormat: LogFormat;
   trustProxy: boolean;
+  /** Proxies that append to X-Forwarded-For: the client address is the entry the outermost of them wrote. */
+  proxyHops: number;
   /** Serve /metrics on this port only (an internal one); undefined: on the main port. */
   metricsPort: number | undefined;
   /** Seconds a shutdown waits for requests in flight before cutting their connections. */
@@ -152,6 +154,7 @@ const EnvSchema = z.object({
     .pipe(z.enum(LOG_FORMATS, { error: `expected one of ${LOG_FORMATS.join(', ')}` }))
     .optional(),
   MAYFLY_TRUST_PROXY: flag.default(false),
+  MAYFLY_PROXY_HOPS: integer(1, 10).default(1),
   MAYFLY_METRICS_PORT: integer(1, 65535).optional(),
   MAYFLY_SHUTDOWN_TIMEOUT: integer(0, 600).default(10),
   MAYFLY_WORKERS: integer(1, 64).default(1),
@@ -281,6 +284,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     // Readable lines for a person at a terminal in development; JSON everywhere else.
     logFormat: e.LOG_FORMAT ?? (process.stdout.isTTY && env.NODE_ENV !== 'production' ? 'pretty' : 'json'),
     trustProxy: e.MAYFLY_TRUST_PROXY,
+    proxyHops: e.MAYFLY_PROXY_HOPS,
     metricsPort: e.MAYFLY_METRICS_PORT,
     shutdownTimeout: e.MAYFLY_SHUTDOWN_TIMEOUT,
     workers: e.MAYFLY_WORKERS,
