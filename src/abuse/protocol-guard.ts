@@ -4,6 +4,7 @@ import type { Context, Next } from 'koa';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 
 import type { ClientAccessCache } from '../clients/client-access-cache.ts';
+import { basicUser } from '../http/basic-auth.ts';
 import { readRequestBody, replaceRequestBody } from '../http/request-body.ts';
 import type { Audit } from '../observability/audit.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -339,18 +340,6 @@ function countParameters(body: Buffer): number {
   let count = body.length > 0 ? 1 : 0;
   for (let i = body.indexOf(0x26); i !== -1; i = body.indexOf(0x26, i + 1)) count++;
   return count;
-}
-
-function basicUser(header: string): string | undefined {
-  if (!/^basic /i.test(header)) return undefined;
-  const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
-  const colon = decoded.indexOf(':');
-  if (colon <= 0) return undefined;
-  try {
-    return decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' '));
-  } catch {
-    return undefined;
-  }
 }
 
 function assertionSubject(assertion: string): string | undefined {

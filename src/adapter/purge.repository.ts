@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 
 import type { Db } from '../db/connect.ts';
 
@@ -7,32 +7,42 @@ import type { Db } from '../db/connect.ts';
  * long locks. Returns undefined when another instance holds the purge lock (transaction-scoped, so it is safe
  * behind a transaction-pooling pgbouncer).
  */
-export async function purgeExpiredBatch(
+export function purgeExpiredBatch(
   db: Db,
   table: 'oidc_payload' | 'revoked_token',
   now: Date,
   limit: number,
   lockKey: number,
 ): Promise<number | undefined> {
-  return db.transaction().execute(async (trx) => {
-    const { rows } = await sql<{
-      locked: boolean;
-    }>`select pg_try_advisory_xact_lock(${lockKey}) as locked`.execute(trx);
-    if (!rows[0]?.locked) return undefined;
-    const deleted = await sql`delete from ${sql.table(table)} where ctid in (
-      select ctid from ${sql.table(table)} where expires_at <= ${now} limit ${limit})`.execute(trx);
-    return Number(deleted.numAffectedRows ?? 0n);
-  });
+  return purgeBatch(
+    db,
+    sql`delete from ${sql.table(table)} where ctid in (
+    select ctid from ${sql.table(table)} where expires_at <= ${now} limit ${limit})`,
+    lockKey,
+  );
 }
 
 /**
  * Deletes up to `limit` rate-limit counters whose window has ended. Their expiry is in epoch milliseconds of
  * real time, as the rate limiter writes it. Same lock as the other purges.
  */
-export async function purgeRateLimitBatch(
+export function purgeRateLimitBatch(
   db: Db,
   nowMs: number,
   limit: number,
+  lockKey: number,
+): Promise<number | undefined> {
+  return purgeBatch(
+    db,
+    sql`delete from rate_limit where key in (
+    select key from rate_limit where expire <= ${nowMs} limit ${limit})`,
+    lockKey,
+  );
+}
+
+async function purgeBatch(
+  db: Db,
+  deletion: RawBuilder<unknown>,
   lockKey: number,
 ): Promise<number | undefined> {
   return db.transaction().execute(async (trx) => {
@@ -40,8 +50,7 @@ export async function purgeRateLimitBatch(
       locked: boolean;
     }>`select pg_try_advisory_xact_lock(${lockKey}) as locked`.execute(trx);
     if (!rows[0]?.locked) return undefined;
-    const deleted = await sql`delete from rate_limit where key in (
-      select key from rate_limit where expire <= ${nowMs} limit ${limit})`.execute(trx);
+    const deleted = await deletion.execute(trx);
     return Number(deleted.numAffectedRows ?? 0n);
   });
 }

@@ -3,7 +3,8 @@ import { z } from 'zod';
 import { ANOMALY_ACTIONS, AnomalyEvent, anomalyAction, toAnomalyEvent } from '../abuse/anomalies.ts';
 import { ANOMALY_KINDS } from '../abuse/anomaly-detector.ts';
 import { AuditEvent, toAuditEvent } from '../audit/audit-trail.ts';
-import { listAuditEvents } from '../audit/audit-event.repository.ts';
+import { listAuditEvents, type AuditEventFilter } from '../audit/audit-event.repository.ts';
+import type { AuditEventRow } from '../db/tables/audit-event.table.ts';
 import {
   createClient,
   deleteClient,
@@ -204,6 +205,35 @@ const KeyRotationResult = z
 const KeyRevocationResult = z
   .object({ key: SigningKeyInfo, signing_kid: z.string().meta({ description: 'The key signing now.' }) })
   .meta({ id: 'KeyRevocationResult' });
+
+/** One page of the audit trail, newest first, with a cursor on the identity column. */
+async function auditEventPage<T>(
+  db: AdminDeps['db'],
+  query: {
+    limit?: number | undefined;
+    cursor?: string | undefined;
+    since?: string | undefined;
+    until?: string | undefined;
+  },
+  toItem: (row: AuditEventRow) => T,
+  filter: Omit<AuditEventFilter, 'since' | 'until'>,
+): Promise<{ items: T[]; next_cursor: string | null }> {
+  const limit = query.limit ?? DEFAULT_LIMIT;
+  const rows = await listAuditEvents(
+    db,
+    {
+      ...filter,
+      since: query.since === undefined ? undefined : new Date(query.since),
+      until: query.until === undefined ? undefined : new Date(query.until),
+    },
+    { limit, before: decodeCursor(query.cursor, z.string().regex(/^\d{1,18}$/)) },
+  );
+  const last = rows.at(-1);
+  return {
+    items: rows.map(toItem),
+    next_cursor: rows.length === limit && last ? encodeCursor(String(last.id)) : null,
+  };
+}
 
 const route = <P, Q, B>(definition: AdminRoute<P, Q, B>) => definition as unknown as AdminRoute;
 
@@ -455,25 +485,12 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     status: 200,
     response: Page(AuditEvent, 'AuditEventPage'),
     errors: ['invalid_input'],
-    async handle({ deps, query }) {
-      const limit = query.limit ?? DEFAULT_LIMIT;
-      const rows = await listAuditEvents(
-        deps.db,
-        {
-          actor: query.actor,
-          action: query.action,
-          targetId: query.target,
-          since: query.since === undefined ? undefined : new Date(query.since),
-          until: query.until === undefined ? undefined : new Date(query.until),
-        },
-        { limit, before: decodeCursor(query.cursor, z.string().regex(/^\d{1,18}$/)) },
-      );
-      const last = rows.at(-1);
-      return {
-        items: rows.map(toAuditEvent),
-        next_cursor: rows.length === limit && last ? encodeCursor(String(last.id)) : null,
-      };
-    },
+    handle: ({ deps, query }) =>
+      auditEventPage(deps.db, query, toAuditEvent, {
+        actor: query.actor,
+        action: query.action,
+        targetId: query.target,
+      }),
   }),
   route({
     method: 'GET',
@@ -487,24 +504,11 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     status: 200,
     response: Page(AnomalyEvent, 'AnomalyEventPage'),
     errors: ['invalid_input'],
-    async handle({ deps, query }) {
-      const limit = query.limit ?? DEFAULT_LIMIT;
-      const rows = await listAuditEvents(
-        deps.db,
-        {
-          actions: query.kind === undefined ? ANOMALY_ACTIONS : [anomalyAction(query.kind)],
-          targetId: query.client_id,
-          since: query.since === undefined ? undefined : new Date(query.since),
-          until: query.until === undefined ? undefined : new Date(query.until),
-        },
-        { limit, before: decodeCursor(query.cursor, z.string().regex(/^\d{1,18}$/)) },
-      );
-      const last = rows.at(-1);
-      return {
-        items: rows.map(toAnomalyEvent),
-        next_cursor: rows.length === limit && last ? encodeCursor(String(last.id)) : null,
-      };
-    },
+    handle: ({ deps, query }) =>
+      auditEventPage(deps.db, query, toAnomalyEvent, {
+        actions: query.kind === undefined ? ANOMALY_ACTIONS : [anomalyAction(query.kind)],
+        targetId: query.client_id,
+      }),
   }),
   route({
     method: 'POST',

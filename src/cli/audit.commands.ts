@@ -8,6 +8,22 @@ import { UsageError } from './errors.ts';
 import { PAGE_OPTIONS, printList, readPageQuery } from './paging.ts';
 import { formatAnomalyTable, formatAuditTable, readAs } from './views.ts';
 
+const TIME_RANGE_OPTIONS = {
+  since: {
+    type: 'string',
+    value: '<time>',
+    description: 'at or after this time, e.g. 2025-01-31T09:00:00Z',
+  },
+  until: { type: 'string', value: '<time>', description: 'before this time' },
+} as const;
+
+function readTimeRange(values: { since?: string; until?: string }) {
+  return {
+    since: values.since === undefined ? undefined : parseTimestamp(values.since, '--since'),
+    until: values.until === undefined ? undefined : parseTimestamp(values.until, '--until'),
+  };
+}
+
 const listAuditEvents = defineCommand({
   path: ['audit', 'list'],
   summary: 'the trail of admin changes, newest first',
@@ -25,12 +41,7 @@ const listAuditEvents = defineCommand({
       value: '<action>',
       description: 'one kind of change, e.g. client.create, client.disable',
     },
-    since: {
-      type: 'string',
-      value: '<time>',
-      description: 'at or after this time, e.g. 2025-01-31T09:00:00Z',
-    },
-    until: { type: 'string', value: '<time>', description: 'before this time' },
+    ...TIME_RANGE_OPTIONS,
     ...PAGE_OPTIONS,
   },
   globals: 'admin',
@@ -43,8 +54,7 @@ const listAuditEvents = defineCommand({
       ...readPageQuery(values),
       actor: values.actor,
       action: values.action,
-      since: values.since === undefined ? undefined : parseTimestamp(values.since, '--since'),
-      until: values.until === undefined ? undefined : parseTimestamp(values.until, '--until'),
+      ...readTimeRange(values),
     };
     const api = await context.connect('admin:read');
     // Changes are recorded against a resource's id, which people do not type: look it up by identifier.
@@ -78,12 +88,7 @@ const listAnomalies = defineCommand({
   options: {
     client: { type: 'string', value: '<client_id>', description: 'anomalies of this client' },
     kind: { type: 'string', value: '<kind>', description: `one of ${ANOMALY_KINDS.join(', ')}` },
-    since: {
-      type: 'string',
-      value: '<time>',
-      description: 'at or after this time, e.g. 2025-01-31T09:00:00Z',
-    },
-    until: { type: 'string', value: '<time>', description: 'before this time' },
+    ...TIME_RANGE_OPTIONS,
     ...PAGE_OPTIONS,
   },
   globals: 'admin',
@@ -93,8 +98,7 @@ const listAnomalies = defineCommand({
       ...readPageQuery(values),
       client_id: values.client,
       kind: values.kind === undefined ? undefined : parseChoice(values.kind, '--kind', ANOMALY_KINDS),
-      since: values.since === undefined ? undefined : parseTimestamp(values.since, '--since'),
-      until: values.until === undefined ? undefined : parseTimestamp(values.until, '--until'),
+      ...readTimeRange(values),
     };
     const api = await context.connect('admin:read');
     await printList(

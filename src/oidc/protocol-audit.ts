@@ -1,6 +1,7 @@
 import type { Context, Next } from 'koa';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 
+import { basicUser } from '../http/basic-auth.ts';
 import type { Audit } from '../observability/audit.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { clientFacts } from './client-metadata.ts';
@@ -69,16 +70,7 @@ function claimedClientId(ctx: Context): string | undefined {
   const oidc = (ctx as Partial<KoaContextWithOIDC>).oidc;
   const params = oidc?.params as { client_id?: unknown } | undefined;
   if (typeof params?.client_id === 'string') return params.client_id;
-  const header = ctx.get('authorization');
-  if (!header.toLowerCase().startsWith('basic ')) return undefined;
-  const decoded = Buffer.from(header.slice(6), 'base64').toString('utf8');
-  const colon = decoded.indexOf(':');
-  if (colon <= 0) return undefined;
-  try {
-    return decodeURIComponent(decoded.slice(0, colon));
-  } catch {
-    return undefined;
-  }
+  return basicUser(ctx.get('authorization'));
 }
 
 /** The precise reason, with its underlying cause (a failed jwks_uri fetch, say) when there is one. */
