@@ -86,7 +86,8 @@ describe.concurrent('mayfly migrate and mayfly serve', () => {
       } finally {
         child.kill('SIGTERM');
       }
-      const [code] = (await once(child, 'exit')) as [number | null];
+      // 'close', not 'exit': only then has everything the process wrote been read.
+      const [code] = (await once(child, 'close')) as [number | null];
       expect(code).toBe(0);
       expect(logs).toContain('"msg":"shutting down"');
     },

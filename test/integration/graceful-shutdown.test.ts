@@ -279,11 +279,13 @@ async function exited(
   ms: number,
 ): Promise<{ code: number | null; signal: string | null }> {
   const { child } = instance;
-  if (child.exitCode !== null || child.signalCode !== null) {
+  const outputRead = child.stdout.readableEnded;
+  if ((child.exitCode !== null || child.signalCode !== null) && outputRead) {
     return { code: child.exitCode, signal: child.signalCode };
   }
+  // 'close', not 'exit': only then has everything the process wrote to its output been read.
   const [code, signal] = (await Promise.race([
-    once(child, 'exit'),
+    once(child, 'close'),
     sleep(ms).then(() => {
       throw new Error(`still running ${ms} ms later:\n${instance.logs}`);
     }),

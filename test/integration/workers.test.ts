@@ -95,9 +95,10 @@ describe.skipIf(!process.env.DATABASE_URL)('MAYFLY_WORKERS=2', () => {
 
   it('stops every worker on SIGTERM and exits 0', async () => {
     const { child } = cluster.instances.server;
-    const exited = once(child, 'exit');
+    // 'close', not 'exit': only then has everything the process wrote to its output been read.
+    const closed = once(child, 'close');
     child.kill('SIGTERM');
-    const [code] = (await exited) as [number | null];
+    const [code] = (await closed) as [number | null];
     expect(code).toBe(0);
     const logs = cluster.instances.server.logs;
     expect(logs).toContain('"msg":"every worker stopped"');
