@@ -1,9 +1,9 @@
 import { z } from 'zod';
 
 import { SigningKeyInfo } from '../keys/key.service.ts';
-import { defineCommand, type CommandContext } from './command.ts';
+import { defineCommand } from './command.ts';
 import { CliError } from './errors.ts';
-import { formatJson, formatRecord, formatTable, formatTime } from './output.ts';
+import { formatRecord, formatTable, formatTime, printResult } from './output.ts';
 import { readAs } from './views.ts';
 
 const KID = { name: 'kid', description: 'the key id, as `mayfly key list` shows it' } as const;
@@ -43,10 +43,6 @@ function formatKey(key: SigningKeyInfo): string {
   ]);
 }
 
-function print(context: CommandContext, body: unknown, text: () => string): void {
-  context.out.result(context.json ? formatJson(body) : text());
-}
-
 const listKeys = defineCommand({
   path: ['key', 'list'],
   summary: 'the signing keys, their phases and next transitions',
@@ -61,7 +57,7 @@ const listKeys = defineCommand({
   async run(_input, context) {
     const api = await context.connect('admin:read');
     const body = await api.send('GET', '/keys');
-    print(context, body, () =>
+    printResult(context, body, () =>
       formatKeyTable(readAs(z.object({ items: z.array(SigningKeyInfo) }), body, 'keys').items),
     );
   },
@@ -86,7 +82,7 @@ const rotateKeys = defineCommand({
     const immediate = values.now === true;
     const api = await context.connect('admin:write');
     const body = await api.send('POST', '/keys/rotate', { body: { immediate } });
-    print(context, body, () => {
+    printResult(context, body, () => {
       const { key, created } = readAs(RotationResult, body, 'rotation');
       const headline = immediate
         ? `Key ${key.kid} signs now.`
@@ -120,7 +116,7 @@ const revokeKey = defineCommand({
   async run({ args }, context) {
     const api = await context.connect('admin:write');
     const body = await api.send('POST', `/keys/${encodeURIComponent(args.kid)}/revoke`);
-    print(context, body, () => {
+    printResult(context, body, () => {
       const { key, signing_kid: signing } = readAs(RevocationResult, body, 'revocation');
       return `Revoked key ${key.kid}; key ${signing} signs.\n${formatKey(key)}`;
     });

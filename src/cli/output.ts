@@ -15,6 +15,15 @@ export function formatJson(value: unknown): string {
   return `${JSON.stringify(value, null, 2)}\n`;
 }
 
+/** The admin API's JSON as is with --json, else the text for people (built only then). */
+export function printResult(
+  context: { json: boolean; out: Output },
+  body: unknown,
+  text: () => string,
+): void {
+  context.out.result(context.json ? formatJson(body) : text());
+}
+
 /** Columns aligned on the widest cell; the last column is not padded so lines carry no trailing spaces. */
 export function formatTable(headers: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = headers.map((header, i) =>

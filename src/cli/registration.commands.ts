@@ -8,7 +8,7 @@ import {
 import { parseChoice, parseGrant, parseScopes, parseWholeNumber } from './args.ts';
 import { defineCommand, type CommandContext } from './command.ts';
 import { UsageError } from './errors.ts';
-import { formatJson, formatRecord, formatTable, formatTime } from './output.ts';
+import { formatRecord, formatTable, formatTime, printResult } from './output.ts';
 import { readAs } from './views.ts';
 
 const TOKEN_WARNING =
@@ -41,10 +41,11 @@ function formatRegistrationToken(token: RegistrationToken | RegistrationTokenWit
 }
 
 function printToken(context: CommandContext, body: unknown, headline: string): void {
-  context.out.result(
-    context.json
-      ? formatJson(body)
-      : `${headline}\n${formatRegistrationToken(readAs(RegistrationTokenWithValue, body, 'registration token'))}`,
+  printResult(
+    context,
+    body,
+    () =>
+      `${headline}\n${formatRegistrationToken(readAs(RegistrationTokenWithValue, body, 'registration token'))}`,
   );
   context.out.note(TOKEN_WARNING);
 }
@@ -142,17 +143,13 @@ const listRegistrationTokens = defineCommand({
   async run(_input, context) {
     const api = await context.connect('admin:read');
     const body = await api.send('GET', '/registration-tokens');
-    if (context.json) {
-      context.out.result(formatJson(body));
-      return;
-    }
-    const { items } = readAs(
-      z.object({ items: z.array(RegistrationToken) }),
-      body,
-      'registration token list',
-    );
-    context.out.result(
-      items.length
+    printResult(context, body, () => {
+      const { items } = readAs(
+        z.object({ items: z.array(RegistrationToken) }),
+        body,
+        'registration token list',
+      );
+      return items.length
         ? formatTable(
             ['ID', 'STATUS', 'USES LEFT', 'EXPIRES', 'RESOURCES'],
             items.map((t) => [
@@ -163,8 +160,8 @@ const listRegistrationTokens = defineCommand({
               t.resources.map((r) => r.resource).join(' '),
             ]),
           )
-        : 'No registration tokens.\n',
-    );
+        : 'No registration tokens.\n';
+    });
   },
 });
 
@@ -178,9 +175,7 @@ const revokeRegistrationToken = defineCommand({
   async run({ args }, context) {
     const api = await context.connect('admin:write');
     await api.send('DELETE', `/registration-tokens/${encodeURIComponent(args.id)}`);
-    context.out.result(
-      context.json ? formatJson({ revoked: args.id }) : `Revoked registration token ${args.id}.\n`,
-    );
+    printResult(context, { revoked: args.id }, () => `Revoked registration token ${args.id}.\n`);
   },
 });
 
