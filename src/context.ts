@@ -92,6 +92,8 @@ export async function createAppContext(
       tokens: config.tokens,
       secretOverlapSeconds: config.admin.secretOverlapSeconds,
       keys,
+      keks: [toKek(secrets.kek), ...secrets.previousKeks.map(toKek)],
+      issuer: config.issuer,
     };
     await bootstrapAdmin({ ...admin, config, log: log.child({ component: 'bootstrap' }) });
     const clients = new ClientAccessCache(database.db);

@@ -10,6 +10,7 @@ import type { AppContext } from './context.ts';
 import { guardProtocolRequests } from './abuse/protocol-guard.ts';
 import { serveAdminApi } from './admin/admin-api.ts';
 import { AdminNonces } from './admin/admin-auth.ts';
+import { serveConsole } from './console/console.ts';
 import { MayflyError } from './errors.ts';
 import { ASYMMETRIC_ALGS } from './oidc/provider.ts';
 import { presentJwtAccessTokens } from './oidc/jwt-access-tokens.ts';
@@ -61,6 +62,19 @@ export function createApp(app: AppContext): Koa {
       proofAlgs: ASYMMETRIC_ALGS,
     }),
   );
+  if (app.config.console.enabled) {
+    koa.use(
+      serveConsole({
+        settings: app.config.console,
+        issuer: app.config.issuer,
+        admin: app.admin,
+        clock: app.clock,
+        audit: app.audit,
+        limits: app.limits,
+        log: app.log.child({ component: 'console' }),
+      }),
+    );
+  }
   const registration = app.config.registration.enabled;
   if (registration) {
     koa.use(

@@ -228,6 +228,8 @@ const DESCRIPTIONS: Record<Refusal['limit'], string> = {
   'introspection-client': 'too many introspection requests by this client',
   'introspection-address': 'too many introspection requests from this address',
   'auth-failures': 'too many failed authentications of this client from this address',
+  'console-sign-in-user': 'too many console sign-in attempts for this user',
+  'console-sign-in-address': 'too many console sign-in attempts from this address',
 };
 
 /**

@@ -34,7 +34,13 @@ export interface AuthFailureSettings {
   blockSeconds: number;
 }
 
-export type LimitName = 'token-client' | 'token-address' | 'introspection-client' | 'introspection-address';
+export type LimitName =
+  | 'token-client'
+  | 'token-address'
+  | 'introspection-client'
+  | 'introspection-address'
+  | 'console-sign-in-user'
+  | 'console-sign-in-address';
 
 /** A request refused by a limit: which one, and when to try again. */
 export interface Refusal {

@@ -181,7 +181,8 @@ export function serveAdminApi(options: AdminApiOptions) {
       // An optional body left out reads as an empty object: its members all have defaults.
       const raw = route.body ? ((await readJsonBody(ctx, route.bodyOptional === true)) ?? {}) : undefined;
       const body = route.body ? parseInput(route.body, raw) : undefined;
-      const result = await route.handle({ principal, params, query, body, deps: options.deps });
+      const actor = { id: principal.clientId };
+      const result = await route.handle({ actor, params, query, body, deps: options.deps });
       ctx.status = route.status;
       if (route.status !== 204) ctx.body = result;
       options.audit.adminRequest({

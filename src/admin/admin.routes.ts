@@ -33,9 +33,24 @@ import {
 import { Resource, ResourceIdentifier, ResourceInput, ResourceUpdate } from '../clients/resource.schemas.ts';
 import { containsNul, MayflyError, type ErrorCode } from '../errors.ts';
 import { ADMIN_SCOPES, type AdminScope } from '../clients/admin-rights.ts';
-import type { AdminPrincipal } from './admin-auth.ts';
+import type { Actor } from '../audit/audit-trail.ts';
 import type { KeyRing } from '../keys/key-ring.ts';
 import { SigningKeyInfo } from '../keys/key.service.ts';
+import {
+  AdminUser,
+  AdminUserInput,
+  AdminUserName,
+  AdminUserUpdate,
+  AdminUserWithTotp,
+} from '../console/admin-user.schemas.ts';
+import {
+  createAdminUser,
+  deleteAdminUser,
+  getAdminUser,
+  listAdminUsers,
+  updateAdminUser,
+  type AdminUserDeps,
+} from '../console/admin-user.service.ts';
 import {
   RegistrationToken,
   RegistrationTokenInput,
@@ -47,10 +62,11 @@ import {
   revokeRegistrationToken,
 } from '../registration/registration-token.service.ts';
 
-export type AdminDeps = ResourceDeps & ClientDeps & { keys: KeyRing };
+export type AdminDeps = ResourceDeps & ClientDeps & AdminUserDeps & { keys: KeyRing };
 
 export interface AdminRequest<P, Q, B> {
-  principal: AdminPrincipal;
+  /** Who asks: the admin client of an API request, or the person behind a console request. */
+  actor: Actor;
   params: P;
   query: Q;
   body: B;
@@ -252,7 +268,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     status: 201,
     response: Resource,
     errors: ['invalid_input', 'resource_exists'],
-    handle: ({ deps, principal, body }) => createResource(deps, { id: principal.clientId }, body),
+    handle: ({ deps, actor, body }) => createResource(deps, actor, body),
   }),
   route({
     method: 'GET',
@@ -297,8 +313,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     status: 200,
     response: Resource,
     errors: ['invalid_input', 'resource_not_found', 'scope_in_use', 'resource_reserved'],
-    handle: ({ deps, principal, params, body }) =>
-      updateResource(deps, { id: principal.clientId }, params.resource, body),
+    handle: ({ deps, actor, params, body }) => updateResource(deps, actor, params.resource, body),
   }),
   route({
     method: 'DELETE',
@@ -310,8 +325,8 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     query: DeleteResourceQuery,
     status: 204,
     errors: ['resource_not_found', 'resource_in_use', 'resource_reserved'],
-    handle: ({ deps, principal, params, query }) =>
-      deleteResource(deps, { id: principal.clientId }, params.resource, { force: query.force === 'true' }),
+    handle: ({ deps, actor, params, query }) =>
+      deleteResource(deps, actor, params.resource, { force: query.force === 'true' }),
   }),
   route({
     method: 'POST',
@@ -323,7 +338,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     status: 201,
     response: ClientWithSecret,
     errors: ['invalid_input', 'resource_not_found', 'scope_not_defined'],
-    handle: ({ deps, principal, body }) => createClient(deps, { id: principal.clientId }, body),
+    handle: ({ deps, actor, body }) => createClient(deps, actor, body),
   }),
   route({
     method: 'GET',
@@ -374,8 +389,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
       'scope_not_defined',
       'last_admin_client',
     ],
-    handle: ({ deps, principal, params, body }) =>
-      updateClient(deps, { id: principal.clientId }, params.client_id, body),
+    handle: ({ deps, actor, params, body }) => updateClient(deps, actor, params.client_id, body),
   }),
   route({
     method: 'POST',
@@ -387,8 +401,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     status: 200,
     response: Client,
     errors: ['client_not_found', 'last_admin_client'],
-    handle: ({ deps, principal, params }) =>
-      setClientEnabled(deps, { id: principal.clientId }, params.client_id, false),
+    handle: ({ deps, actor, params }) => setClientEnabled(deps, actor, params.client_id, false),
   }),
   route({
     method: 'POST',
@@ -400,8 +413,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     status: 200,
     response: Client,
     errors: ['client_not_found'],
-    handle: ({ deps, principal, params }) =>
-      setClientEnabled(deps, { id: principal.clientId }, params.client_id, true),
+    handle: ({ deps, actor, params }) => setClientEnabled(deps, actor, params.client_id, true),
   }),
   route({
     method: 'DELETE',
@@ -413,7 +425,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     params: ClientRef,
     status: 204,
     errors: ['client_not_found', 'last_admin_client'],
-    handle: ({ deps, principal, params }) => deleteClient(deps, { id: principal.clientId }, params.client_id),
+    handle: ({ deps, actor, params }) => deleteClient(deps, actor, params.client_id),
   }),
   route({
     method: 'POST',
@@ -428,8 +440,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     status: 201,
     response: ClientWithSecret,
     errors: ['invalid_input', 'client_not_found'],
-    handle: ({ deps, principal, params, body }) =>
-      rotateClientSecret(deps, { id: principal.clientId }, params.client_id, body),
+    handle: ({ deps, actor, params, body }) => rotateClientSecret(deps, actor, params.client_id, body),
   }),
   route({
     method: 'GET',
@@ -457,8 +468,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     status: 200,
     response: KeyRotationResult,
     errors: ['invalid_input'],
-    handle: ({ deps, principal, body }) =>
-      deps.keys.rotate({ id: principal.clientId }, body.immediate ?? false),
+    handle: ({ deps, actor, body }) => deps.keys.rotate(actor, body.immediate ?? false),
   }),
   route({
     method: 'POST',
@@ -472,7 +482,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     status: 200,
     response: KeyRevocationResult,
     errors: ['key_not_found'],
-    handle: ({ deps, principal, params }) => deps.keys.revoke({ id: principal.clientId }, params.kid),
+    handle: ({ deps, actor, params }) => deps.keys.revoke(actor, params.kid),
   }),
   route({
     method: 'GET',
@@ -522,7 +532,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     status: 201,
     response: RegistrationTokenWithValue,
     errors: ['invalid_input', 'resource_not_found', 'scope_not_defined'],
-    handle: ({ deps, principal, body }) => createRegistrationToken(deps, { id: principal.clientId }, body),
+    handle: ({ deps, actor, body }) => createRegistrationToken(deps, actor, body),
   }),
   route({
     method: 'GET',
@@ -544,7 +554,69 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     params: z.strictObject({ id: z.string().min(1).max(64) }),
     status: 204,
     errors: ['not_found'],
-    handle: ({ deps, principal, params }) =>
-      revokeRegistrationToken(deps, { id: principal.clientId }, params.id),
+    handle: ({ deps, actor, params }) => revokeRegistrationToken(deps, actor, params.id),
+  }),
+  route({
+    method: 'POST',
+    path: '/admin-users',
+    operationId: 'createAdminUser',
+    summary:
+      'Create a person who signs in to the web console, with a password (hashed with scrypt) and a role. With ' +
+      'totp, a TOTP second factor is enrolled and its secret answered this once.',
+    scope: WRITE,
+    body: AdminUserInput,
+    status: 201,
+    response: AdminUserWithTotp,
+    errors: ['invalid_input', 'admin_user_exists'],
+    handle: ({ deps, actor, body }) => createAdminUser(deps, actor, body),
+  }),
+  route({
+    method: 'GET',
+    path: '/admin-users',
+    operationId: 'listAdminUsers',
+    summary: 'List the console users in name order (never a password hash or TOTP secret).',
+    scope: READ,
+    status: 200,
+    response: z.object({ items: z.array(AdminUser) }).meta({ id: 'AdminUserList' }),
+    errors: [],
+    handle: async ({ deps }) => ({ items: await listAdminUsers(deps.db) }),
+  }),
+  route({
+    method: 'GET',
+    path: '/admin-users/{name}',
+    operationId: 'getAdminUser',
+    summary: 'Show one console user.',
+    scope: READ,
+    params: z.strictObject({ name: AdminUserName }),
+    status: 200,
+    response: AdminUser,
+    errors: ['invalid_input', 'admin_user_not_found'],
+    handle: ({ deps, params }) => getAdminUser(deps.db, params.name),
+  }),
+  route({
+    method: 'PATCH',
+    path: '/admin-users/{name}',
+    operationId: 'updateAdminUser',
+    summary:
+      "Change a console user's password, role or status, or enrol or remove its TOTP second factor. A new " +
+      'password, a new second factor or disabling ends every session of the user at once.',
+    scope: WRITE,
+    params: z.strictObject({ name: AdminUserName }),
+    body: AdminUserUpdate,
+    status: 200,
+    response: AdminUserWithTotp,
+    errors: ['invalid_input', 'admin_user_not_found'],
+    handle: ({ deps, actor, params, body }) => updateAdminUser(deps, actor, params.name, body),
+  }),
+  route({
+    method: 'DELETE',
+    path: '/admin-users/{name}',
+    operationId: 'deleteAdminUser',
+    summary: 'Delete a console user; its sessions end at once. Its past changes stay in the audit trail.',
+    scope: WRITE,
+    params: z.strictObject({ name: AdminUserName }),
+    status: 204,
+    errors: ['invalid_input', 'admin_user_not_found'],
+    handle: ({ deps, actor, params }) => deleteAdminUser(deps, actor, params.name),
   }),
 ];

@@ -6,7 +6,7 @@ import type { AuditEventRow } from '../db/tables/audit-event.table.ts';
 import type { Audit } from '../observability/audit.ts';
 import { insertAuditEvent } from './audit-event.repository.ts';
 
-/** Who makes a change: an admin client, or Mayfly itself (`system:<what>`). */
+/** Who makes a change: an admin client (its id), a console user (`user:<name>`), or Mayfly itself (`system:<what>`). */
 export interface Actor {
   id: string;
 }
@@ -14,7 +14,7 @@ export interface Actor {
 export interface Change {
   /** `<target type>.<verb>`, e.g. `client.rotate_secret`. */
   action: string;
-  targetType: 'resource' | 'client' | 'signing_key';
+  targetType: 'resource' | 'client' | 'signing_key' | 'admin_user';
   targetId: string;
   /** Representations as the admin API shows them: never a secret value or hash. */
   before: object | null;

@@ -7,6 +7,7 @@ import {
   parseCommandLine,
   scanCommandLine,
 } from './args.ts';
+import { ADMIN_USER_COMMANDS } from './admin-user.commands.ts';
 import { AUDIT_COMMANDS } from './audit.commands.ts';
 import { CLIENT_COMMANDS } from './client.commands.ts';
 import { formatCommandName, type Command, type CommandContext } from './command.ts';
@@ -26,6 +27,7 @@ export const COMMANDS: readonly Command[] = [
   ...POLICY_COMMANDS,
   ...KEY_COMMANDS,
   ...REGISTRATION_COMMANDS,
+  ...ADMIN_USER_COMMANDS,
   ...AUDIT_COMMANDS,
   ...DEMO_COMMANDS,
   ...SERVER_COMMANDS,

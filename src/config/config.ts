@@ -63,6 +63,8 @@ export interface Config {
   jwksUriAllowPrivate: boolean;
   /** Dynamic client registration (RFC 7591, RFC 7592) at /register, gated by initial access tokens; off by default. */
   registration: { enabled: boolean };
+  /** The web console under /console (see src/console/). */
+  console: ConsoleSettings;
   admin: {
     /** `<issuer>/admin`: the resource (token audience) of the admin API. */
     audience: string;
@@ -73,6 +75,18 @@ export interface Config {
     /** The first admin client's id; random when unset. */
     bootstrapClientId: string | undefined;
   };
+}
+
+export interface ConsoleSettings {
+  enabled: boolean;
+  /** A session unused this many seconds ends. */
+  idleTimeout: number;
+  /** A session ends this many seconds after sign-in, however active. */
+  sessionLifetime: number;
+  /** Sign-in attempts per minute naming one user, from anywhere. */
+  signInPerUser: number;
+  /** Sign-in attempts per minute from one source address, whatever user they name. */
+  signInPerAddress: number;
 }
 
 /** The signing-key lifecycle; every duration in seconds. See src/keys/lifecycle.ts. */
@@ -170,6 +184,11 @@ const EnvSchema = z.object({
   MAYFLY_PURGE_INTERVAL: integer(1, 86_400).default(60),
   MAYFLY_JWKS_URI_ALLOW_PRIVATE: flag.default(false),
   MAYFLY_REGISTRATION: flag.default(false),
+  MAYFLY_CONSOLE: flag.default(true),
+  MAYFLY_CONSOLE_IDLE_TIMEOUT: integer(60, 86_400).default(900),
+  MAYFLY_CONSOLE_SESSION_LIFETIME: integer(300, 604_800).default(28_800),
+  MAYFLY_CONSOLE_SIGNIN_PER_USER: integer(1, 10_000).default(10),
+  MAYFLY_CONSOLE_SIGNIN_PER_ADDRESS: integer(1, 100_000).default(30),
   MAYFLY_RATE_LIMIT_TOKEN_PER_CLIENT: integer(1, 10_000_000).default(600),
   MAYFLY_RATE_LIMIT_TOKEN_PER_ADDRESS: integer(1, 10_000_000).default(1_200),
   MAYFLY_RATE_LIMIT_INTROSPECTION_PER_CLIENT: integer(1, 10_000_000).default(6_000),
@@ -307,6 +326,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     anomalies,
     jwksUriAllowPrivate: e.MAYFLY_JWKS_URI_ALLOW_PRIVATE,
     registration: { enabled: e.MAYFLY_REGISTRATION },
+    console: {
+      enabled: e.MAYFLY_CONSOLE,
+      idleTimeout: e.MAYFLY_CONSOLE_IDLE_TIMEOUT,
+      sessionLifetime: Math.max(e.MAYFLY_CONSOLE_SESSION_LIFETIME, e.MAYFLY_CONSOLE_IDLE_TIMEOUT),
+      signInPerUser: e.MAYFLY_CONSOLE_SIGNIN_PER_USER,
+      signInPerAddress: e.MAYFLY_CONSOLE_SIGNIN_PER_ADDRESS,
+    },
     admin: {
       audience: `${issuer}/admin`,
       secretOverlapSeconds: e.MAYFLY_SECRET_OVERLAP,

@@ -1,3 +1,4 @@
+import type { AdminUserTable, ConsoleSessionTable } from './tables/admin-user.table.ts';
 import type { AuditEventTable } from './tables/audit-event.table.ts';
 import type {
   ClientGrantTable,
@@ -25,4 +26,6 @@ export interface Database {
   rate_limit: RateLimitTable;
   registration_token: RegistrationTokenTable;
   client_registration: ClientRegistrationTable;
+  admin_user: AdminUserTable;
+  console_session: ConsoleSessionTable;
 }

@@ -85,18 +85,67 @@ export interface AnomalyRecord {
   description: string;
 }
 
+/** A sign-in attempt at the web console; the password and code never appear. */
+export interface ConsoleSignIn {
+  outcome: 'success' | 'failure';
+  /** The user name given (cut to 64 characters). */
+  user: string;
+  ip: string;
+  reason?: string | undefined;
+}
+
+/** A request of a signed-in console user (or one refused for want of a session or a valid form token). */
+export interface ConsoleRequestAttempt {
+  outcome: 'success' | 'failure';
+  method: string;
+  path: string;
+  ip: string;
+  status: number;
+  user: string | undefined;
+  error?: string | undefined;
+  reason?: string | undefined;
+}
+
+/** A refused request at a protocol endpoint, as the overview of the console lists the latest ones. */
+export interface Denial {
+  at: string;
+  endpoint: 'token' | 'introspection' | 'revocation';
+  client_id: string | undefined;
+  ip: string;
+  error: string | undefined;
+  reason: string | undefined;
+}
+
+/** Denials kept in memory per instance for the console's overview; the log has every one. */
+const RECENT_DENIALS = 50;
+
 /** One logger per business event, so every audit line of a kind has the same shape. */
 export function createAudit(log: Logger) {
   const audit = log.child({ component: 'audit' });
   const level = (attempt: AccessAttempt) => (attempt.outcome === 'success' ? 'info' : 'warn');
+  const level2 = (outcome: 'success' | 'failure') => (outcome === 'success' ? 'info' : 'warn');
+  const denials: Denial[] = [];
+  const remember = (endpoint: Denial['endpoint'], attempt: AccessAttempt) => {
+    if (attempt.outcome !== 'failure') return;
+    const { client_id, ip, error, reason } = attempt;
+    denials.unshift({ at: new Date().toISOString(), endpoint, client_id, ip, error, reason });
+    if (denials.length > RECENT_DENIALS) denials.pop();
+  };
   return {
+    /** The latest refused protocol requests seen by this instance, newest first. */
+    recentDenials(): readonly Denial[] {
+      return [...denials];
+    },
     tokenRequest(attempt: TokenAttempt) {
+      remember('token', attempt);
       audit[level(attempt)]({ event: 'token', ...attempt }, `token ${attempt.outcome}`);
     },
     introspection(attempt: IntrospectionAttempt) {
+      remember('introspection', attempt);
       audit[level(attempt)]({ event: 'introspection', ...attempt }, `introspection ${attempt.outcome}`);
     },
     revocation(attempt: RevocationAttempt) {
+      remember('revocation', attempt);
       audit[level(attempt)]({ event: 'revocation', ...attempt }, `revocation ${attempt.outcome}`);
     },
     authFailureBackoff(step: AuthFailureBackoff) {
@@ -111,6 +160,18 @@ export function createAudit(log: Logger) {
     /** A committed admin change; the same record is stored in `audit_event`. */
     adminChange(change: AdminChangeRecord) {
       audit.info({ event: 'admin_change', ...change }, `admin ${change.action}`);
+    },
+    consoleSignIn(attempt: ConsoleSignIn) {
+      audit[level2(attempt.outcome)](
+        { event: 'console_sign_in', ...attempt },
+        `console sign-in ${attempt.outcome}`,
+      );
+    },
+    consoleRequest(attempt: ConsoleRequestAttempt) {
+      audit[level2(attempt.outcome)](
+        { event: 'console_request', ...attempt },
+        `console request ${attempt.outcome}`,
+      );
     },
     /** Every admin API request: who tried what, and on failure why it was refused. */
     adminRequest(attempt: AdminRequestAttempt) {

@@ -1,0 +1,209 @@
+import { commitChange, type Actor, type ChangeDeps } from '../audit/audit-trail.ts';
+import type { Db } from '../db/connect.ts';
+import type { AdminUserRow } from '../db/tables/admin-user.table.ts';
+import { MayflyError, parseInput } from '../errors.ts';
+import { seal, unseal, type Kek } from '../keys/envelope.ts';
+import {
+  AdminUserInput,
+  AdminUserUpdate,
+  type AdminUser,
+  type AdminUserWithTotp,
+} from './admin-user.schemas.ts';
+import { hashPassword } from './password.ts';
+import { generateTotpSecret, base32, otpauthUri } from './totp.ts';
+
+export interface AdminUserDeps extends ChangeDeps {
+  /** The KEK seals TOTP seeds (first: the current one; the others open older seals). */
+  keks: readonly Kek[];
+  /** Named in authenticator apps next to the account. */
+  issuer: string;
+}
+
+export function toAdminUser(row: AdminUserRow): AdminUser {
+  return {
+    name: row.name,
+    role: row.role,
+    totp: row.totp_secret !== null,
+    status: row.disabled_at ? 'disabled' : 'enabled',
+    disabled_at: row.disabled_at?.toISOString() ?? null,
+    created_at: row.created_at.toISOString(),
+    updated_at: row.updated_at.toISOString(),
+  };
+}
+
+/** The seal binds the seed to its user: a sealed seed copied onto another row does not open. */
+const sealKid = (name: string) => `admin-user-totp:${name}`;
+
+function sealTotp(deps: AdminUserDeps, name: string, secret: Buffer): string {
+  const kek = deps.keks[0];
+  if (!kek) throw new Error('no key-encryption key');
+  return seal(kek, sealKid(name), { kty: 'oct', kid: sealKid(name), k: secret.toString('base64url') });
+}
+
+export function openTotpSecret(keks: readonly Kek[], name: string, sealed: string): Buffer {
+  const jwk = unseal(keks, sealKid(name), sealed);
+  return Buffer.from(String(jwk.k), 'base64url');
+}
+
+function enrolment(deps: AdminUserDeps, name: string, secret: Buffer) {
+  const issuerName = `Mayfly ${URL.parse(deps.issuer)?.host ?? deps.issuer}`;
+  return { secret: base32(secret), otpauth_uri: otpauthUri(issuerName, name, secret) };
+}
+
+const notFound = (name: string) => new MayflyError('admin_user_not_found', `no admin user named ${name}`);
+
+export async function findAdminUser(db: Db, name: string): Promise<AdminUserRow | undefined> {
+  return db.selectFrom('admin_user').selectAll().where('name', '=', name).executeTakeFirst();
+}
+
+export async function listAdminUsers(db: Db): Promise<AdminUser[]> {
+  const rows = await db.selectFrom('admin_user').selectAll().orderBy('name').execute();
+  return rows.map(toAdminUser);
+}
+
+export async function getAdminUser(db: Db, name: string): Promise<AdminUser> {
+  const row = await findAdminUser(db, name);
+  if (!row) throw notFound(name);
+  return toAdminUser(row);
+}
+
+export async function createAdminUser(
+  deps: AdminUserDeps,
+  actor: Actor,
+  raw: AdminUserInput,
+): Promise<AdminUserWithTotp> {
+  const input = parseInput(AdminUserInput, raw);
+  const passwordHash = await hashPassword(input.password);
+  const secret = input.totp ? generateTotpSecret() : undefined;
+  return commitChange(deps, actor, async (trx, now) => {
+    const row = await trx
+      .insertInto('admin_user')
+      .values({
+        name: input.name,
+        password_hash: passwordHash,
+        role: input.role,
+        totp_secret: secret ? sealTotp(deps, input.name, secret) : null,
+        totp_last_step: null,
+        disabled_at: null,
+        created_at: now,
+        updated_at: now,
+      })
+      .onConflict((oc) => oc.column('name').doNothing())
+      .returningAll()
+      .executeTakeFirst();
+    if (!row) throw new MayflyError('admin_user_exists', `an admin user named ${input.name} already exists`);
+    const user = toAdminUser(row);
+    return {
+      result: secret ? { ...user, totp_enrolment: enrolment(deps, input.name, secret) } : user,
+      change: {
+        action: 'admin_user.create',
+        targetType: 'admin_user',
+        targetId: row.name,
+        before: null,
+        after: user,
+      },
+    };
+  });
+}
+
+/**
+ * Changes a user's password, role, status or second factor. A new password or a disabled user ends every session
+ * of that user at once; so does a change of second factor.
+ */
+export async function updateAdminUser(
+  deps: AdminUserDeps,
+  actor: Actor,
+  name: string,
+  raw: AdminUserUpdate,
+): Promise<AdminUserWithTotp> {
+  const update = parseInput(AdminUserUpdate, raw);
+  const passwordHash = update.password === undefined ? undefined : await hashPassword(update.password);
+  const secret = update.totp === 'enroll' ? generateTotpSecret() : undefined;
+  return commitChange(deps, actor, async (trx, now) => {
+    const current = await trx
+      .selectFrom('admin_user')
+      .selectAll()
+      .where('name', '=', name)
+      .forUpdate()
+      .executeTakeFirst();
+    if (!current) throw notFound(name);
+    const disabledAt =
+      update.status === undefined
+        ? current.disabled_at
+        : update.status === 'disabled'
+          ? (current.disabled_at ?? now)
+          : null;
+    const totpSecret =
+      update.totp === 'remove' ? null : secret ? sealTotp(deps, name, secret) : current.totp_secret;
+    const row = await trx
+      .updateTable('admin_user')
+      .set({
+        ...(passwordHash === undefined ? {} : { password_hash: passwordHash }),
+        role: update.role ?? current.role,
+        disabled_at: disabledAt,
+        totp_secret: totpSecret,
+        ...(update.totp === undefined ? {} : { totp_last_step: null }),
+        updated_at: now,
+      })
+      .where('name', '=', name)
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    const credentialsChanged =
+      passwordHash !== undefined ||
+      update.totp !== undefined ||
+      (disabledAt !== null && !current.disabled_at);
+    if (credentialsChanged) await trx.deleteFrom('console_session').where('user_name', '=', name).execute();
+    const before = toAdminUser(current);
+    const after = toAdminUser(row);
+    const changedFields = passwordHash === undefined ? after : { ...after, password: '[changed]' };
+    const user = secret ? { ...after, totp_enrolment: enrolment(deps, name, secret) } : after;
+    const unchanged =
+      passwordHash === undefined &&
+      update.totp === undefined &&
+      before.role === after.role &&
+      before.status === after.status;
+    return {
+      result: user,
+      change: unchanged
+        ? null
+        : {
+            action: 'admin_user.update',
+            targetType: 'admin_user',
+            targetId: name,
+            before,
+            after: changedFields,
+          },
+    };
+  });
+}
+
+export async function deleteAdminUser(deps: AdminUserDeps, actor: Actor, name: string): Promise<void> {
+  await commitChange(deps, actor, async (trx) => {
+    const row = await trx.deleteFrom('admin_user').where('name', '=', name).returningAll().executeTakeFirst();
+    if (!row) throw notFound(name);
+    return {
+      result: undefined,
+      change: {
+        action: 'admin_user.delete',
+        targetType: 'admin_user',
+        targetId: name,
+        before: toAdminUser(row),
+        after: null,
+      },
+    };
+  });
+}
+
+/**
+ * Records `step` as the last TOTP step used by `name`, if it is newer than the one recorded: false when another
+ * sign-in used this code (or a later one) first. One statement, so two instances cannot both accept a code.
+ */
+export async function claimTotpStep(db: Db, name: string, step: number): Promise<boolean> {
+  const result = await db
+    .updateTable('admin_user')
+    .set({ totp_last_step: step })
+    .where('name', '=', name)
+    .where((eb) => eb.or([eb('totp_last_step', 'is', null), eb('totp_last_step', '<', step)]))
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}

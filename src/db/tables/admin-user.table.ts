@@ -1,0 +1,30 @@
+import type { ColumnType, Selectable } from 'kysely';
+
+export type AdminRole = 'read' | 'write';
+
+/** A person who administers Mayfly in the web console. */
+export interface AdminUserTable {
+  name: string;
+  /** `scrypt$<log2 N>$<r>$<p>$<salt>$<hash>` (see src/console/password.ts). */
+  password_hash: string;
+  role: AdminRole;
+  /** The TOTP seed sealed with the KEK; null: no second factor. */
+  totp_secret: string | null;
+  /** bigint: node-postgres answers a string, PGlite a number. */
+  totp_last_step: ColumnType<string | number | null, number | null, number | null>;
+  disabled_at: Date | null;
+  created_at: ColumnType<Date, Date | undefined, never>;
+  updated_at: Date;
+}
+export type AdminUserRow = Selectable<AdminUserTable>;
+
+/** A signed-in console session; the cookie holds the id, the table only its hash. */
+export interface ConsoleSessionTable {
+  id_hash: string;
+  user_name: string;
+  csrf_token: string;
+  notice: string | null;
+  created_at: Date;
+  last_seen_at: Date;
+  expires_at: Date;
+}
