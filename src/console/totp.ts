@@ -60,7 +60,9 @@ export function matchTotp(
   const current = totpStep(now);
   let matched: number | undefined;
   for (let step = current - DRIFT_STEPS; step <= current + DRIFT_STEPS; step++) {
-    const same = timingSafeEqual(Buffer.from(hotp(secret, step)), Buffer.from(code));
+    const expected = Buffer.from(hotp(secret, step));
+    const presented = Buffer.from(code);
+    const same = expected.length === presented.length && timingSafeEqual(expected, presented);
     if (same && (lastStep === null || step > lastStep)) matched ??= step;
   }
   return matched;

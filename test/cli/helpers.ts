@@ -24,19 +24,23 @@ export interface CliResult {
 export interface RunOptions {
   env?: Record<string, string>;
   cwd?: string;
+  /** Written to the command's standard input (a pipe, not a terminal); by default it has none. */
+  input?: string;
 }
 
 /**
- * The real CLI in a child process (the Node running the tests, which strips types), no stdin, and an environment
- * with nothing from the test run but PATH: MAYFLY_URL, MAYFLY_CREDENTIALS, PORT and DATABASE_URL are only what a
+ * The real CLI in a child process (the Node running the tests, which strips types), standard input closed unless
+ * `input` is given, and an environment with nothing from the test run but PATH: MAYFLY_URL, MAYFLY_CREDENTIALS, PORT and DATABASE_URL are only what a
  * test passes.
  */
 export async function runMayfly(args: readonly string[], options: RunOptions = {}): Promise<CliResult> {
   const child = spawn(process.execPath, [CLI, ...args], {
     cwd: options.cwd,
     env: { PATH: process.env.PATH ?? '', ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['pipe', 'pipe', 'pipe'],
   });
+  // No input: standard input is closed at once, as when nothing is piped in.
+  child.stdin.end(options.input ?? '');
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));

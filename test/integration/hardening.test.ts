@@ -861,6 +861,10 @@ describe('constant-time comparison of secrets', () => {
         'the same check in the demo resource server: the caller’s own values',
       'cli/admin-client.ts: target.origin === new URL(credentials.issuer).origin': 'URL origins, public',
       'keys/key.service.ts: formerKek === kek.id': 'KEK identifiers, public labels of which key sealed a row',
+      "cli/admin-user.commands.ts: (await ask('Repeat the password: ')) !== password":
+        'the two entries a person typed at the prompt, compared on their own machine: no server secret',
+      'console/admin-user.schemas.ts: input.password.toLowerCase() !== input.name':
+        "a policy check of the caller's own new password against the name it sent",
     };
     const SECRET_LIKE =
       /secret|password|passphrase|credential|private|\bkek\b|hmac|signature|nonce|digest|\bath\b|hash/i;
