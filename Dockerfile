@@ -10,7 +10,7 @@
 # `node` user. Application files stay owned by root (read-only to the process); only /app/data and
 # /app/keys are writable.
 
-# ---- build: compile src/ and migrations/ to dist/ ----------------------------------------------
+# ---- build: compile src/, migrations/ and views/ to dist/ (with the console's assets) -------------
 FROM node:24-slim AS build
 WORKDIR /app
 
@@ -20,6 +20,7 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY migrations ./migrations
+COPY views ./views
 RUN npm run build
 
 # ---- deps: production dependencies only ---------------------------------------------------------
@@ -44,7 +45,6 @@ ENV NODE_ENV=production \
 COPY package.json package-lock.json ./
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
-COPY views ./views
 
 # Writable state: the embedded database (when DATABASE_URL is unset) and local key material.
 RUN mkdir -p /app/data /app/keys \
