@@ -1,3 +1,558 @@
-import type { ConsolePage } from '../console.ts';
+import type { Client, ClientWithSecret } from '../../clients/client.schemas.ts';
+import { ClientInput, ClientUpdate } from '../../clients/client.schemas.ts';
+import type { Resource } from '../../clients/resource.schemas.ts';
+import { MayflyError, type ErrorDetail } from '../../errors.ts';
+import {
+  clientPage,
+  clientSecretPage,
+  clientsPage,
+  deleteClientPage,
+  emptyClientForm,
+  GRANT_FIELD_PREFIX,
+  grantField,
+  newClientPage,
+  type ClientEditValues,
+  type ClientFilters,
+  type ClientFormValues,
+  type ClientPageData,
+} from '../../../views/clients.ts';
+import type { FieldErrors } from '../../../views/forms.ts';
+import type { ConsolePage, ConsoleRequest, ConsoleResult } from '../console.ts';
+import { requireWrite } from '../http.ts';
+import type { FormValues } from '../http.ts';
 
-export const CLIENT_PAGES: readonly ConsolePage[] = [];
+interface Page<T> {
+  items: T[];
+  next_cursor: string | null;
+}
+
+/** Clients listed per page. */
+const PAGE_SIZE = '50';
+/** Resources offered in the forms: enough pages of 200 for any real deployment. */
+const MAX_RESOURCE_PAGES = 25;
+
+const clientHref = (clientId: string) => `/console/clients/${encodeURIComponent(clientId)}`;
+
+async function loadResources(request: ConsoleRequest): Promise<Resource[]> {
+  const resources: Resource[] = [];
+  let cursor: string | undefined;
+  for (let page = 0; page < MAX_RESOURCE_PAGES; page++) {
+    const result = await request.admin<Page<Resource>>('listResources', {
+      query: { limit: '200', ...(cursor === undefined ? {} : { cursor }) },
+    });
+    resources.push(...result.items);
+    if (result.next_cursor === null) break;
+    cursor = result.next_cursor;
+  }
+  return resources;
+}
+
+const loadClient = (request: ConsoleRequest): Promise<Client> =>
+  request.admin<Client>('getClient', { params: { client_id: request.params.client_id } });
+
+// ---------------------------------------------------------------------------------------------------------------
+// Reading the forms
+
+function text(form: FormValues, name: string): string {
+  const value = form[name];
+  return Array.isArray(value) ? (value[0] ?? '') : (value ?? '');
+}
+
+function list(form: FormValues, name: string): string[] {
+  const value = form[name];
+  if (value === undefined) return [];
+  return Array.isArray(value) ? [...value] : [value];
+}
+
+/** `grant:<identifier>` fields, in the order posted. */
+function readGrants(form: FormValues): Map<string, string[]> {
+  const grants = new Map<string, string[]>();
+  for (const name of Object.keys(form)) {
+    if (name.startsWith(GRANT_FIELD_PREFIX))
+      grants.set(name.slice(GRANT_FIELD_PREFIX.length), list(form, name));
+  }
+  return grants;
+}
+
+function readClientForm(form: FormValues): ClientFormValues {
+  return {
+    name: text(form, 'name'),
+    auth_method: text(form, 'auth_method'),
+    jwks: text(form, 'jwks'),
+    jwks_uri: text(form, 'jwks_uri'),
+    grants: readGrants(form),
+    introspects: list(form, 'introspects'),
+    bearer_allowed: form.bearer_allowed !== undefined,
+    dpop_jkts: text(form, 'dpop_jkts'),
+  };
+}
+
+const thumbprints = (value: string): string[] => value.split(/\s+/).filter(Boolean);
+
+/** Problems found before the admin API sees the form; keyed by field name. */
+type Problems = Map<string, string>;
+
+function addProblem(problems: Problems, key: string, message: string): void {
+  const previous = problems.get(key);
+  problems.set(key, previous === undefined ? message : `${previous} ${message}`);
+}
+
+/** Grants and rights on a resource the form does not offer (the admin API's own) are refused here. */
+function refuseUnoffered(
+  values: Pick<ClientFormValues, 'grants' | 'introspects'>,
+  reserved: readonly Resource[],
+  offered: { grants: ReadonlySet<string>; introspects: ReadonlySet<string> },
+  problems: Problems,
+): void {
+  for (const resource of reserved) {
+    const message =
+      `${resource.identifier} is the admin API's own resource: rights on it are given with the admin API or ` +
+      'the mayfly CLI, not this form.';
+    if (values.grants.has(resource.identifier) && !offered.grants.has(resource.identifier))
+      addProblem(problems, 'grants', message);
+    if (values.introspects.includes(resource.identifier) && !offered.introspects.has(resource.identifier))
+      addProblem(problems, 'introspects', message);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Errors of the admin API, next to the fields they are about
+
+interface ErrorTarget {
+  /** Field names the re-rendered form has; other paths go to the form as a whole (''). */
+  fields: ReadonlySet<string>;
+  /** The grants as sent, to name the resource of `grants.<n>`. */
+  grants: readonly { resource: string; scopes: readonly string[] }[];
+  introspects: readonly string[];
+  dpopJkts: readonly string[];
+  /** Resources with their own checkbox group in the form. */
+  offered: ReadonlySet<string>;
+}
+
+function detailField(detail: ErrorDetail, target: ErrorTarget): [field: string, message: string] {
+  const [head = '', index, ...rest] = detail.path.split('.');
+  const at = index === undefined ? undefined : Number(index);
+  let field = head;
+  let message = detail.message;
+  if (head === 'grants' && at !== undefined) {
+    const grant = target.grants[at];
+    if (grant && target.offered.has(grant.resource)) field = grantField(grant.resource);
+    else if (grant) message = `${grant.resource}: ${message}`;
+    const scopeIndex = rest[0] === 'scopes' && rest[1] !== undefined ? Number(rest[1]) : undefined;
+    const scope = scopeIndex === undefined ? undefined : grant?.scopes[scopeIndex];
+    if (scope !== undefined) message = `scope ${scope}: ${message}`;
+  } else if (head === 'introspects' && at !== undefined) {
+    const identifier = target.introspects[at];
+    if (identifier !== undefined) message = `${identifier}: ${message}`;
+  } else if (head === 'dpop_jkts' && at !== undefined) {
+    const jkt = target.dpopJkts[at];
+    message = `thumbprint ${at + 1}${jkt === undefined ? '' : ` (${jkt})`}: ${message}`;
+  } else if (head === 'jwks' && index === 'keys' && rest[0] !== undefined) {
+    message = `key ${Number(rest[0]) + 1}: ${message}`;
+  }
+  const known =
+    target.fields.has(field) || (field.startsWith(GRANT_FIELD_PREFIX) && target.fields.has('grants'));
+  if (!known) return ['', detail.path ? `${detail.path}: ${message}` : message];
+  return [field, message];
+}
+
+/** Which form field a resource or scope error is about: the resource's own checkboxes, or the grants as a whole. */
+function resourceErrorField(error: MayflyError, target: ErrorTarget): string {
+  if (error.code === 'scope_not_defined') {
+    const grant = target.grants.find((g) => error.message.startsWith(`${g.resource} does not define`));
+    if (grant) return target.offered.has(grant.resource) ? grantField(grant.resource) : 'grants';
+    return target.fields.has('grants') ? 'grants' : '';
+  }
+  const missing = (identifier: string) => error.message.includes(identifier);
+  if (target.grants.some((g) => missing(g.resource)) && target.fields.has('grants')) return 'grants';
+  if (target.introspects.some(missing) && target.fields.has('introspects')) return 'introspects';
+  return '';
+}
+
+/** The admin API errors a form answers by showing itself again, with the messages next to their fields. */
+function formErrors(
+  thrown: unknown,
+  target: ErrorTarget,
+  problems: Problems = new Map(),
+): ErrorPage | undefined {
+  if (!(thrown instanceof MayflyError)) return undefined;
+  switch (thrown.code) {
+    case 'invalid_input':
+      if (!thrown.details.length) addProblem(problems, '', thrown.message);
+      for (const detail of thrown.details) addProblem(problems, ...detailField(detail, target));
+      break;
+    case 'resource_not_found':
+    case 'scope_not_defined':
+      addProblem(problems, resourceErrorField(thrown, target), thrown.message);
+      break;
+    case 'last_admin_client':
+      addProblem(problems, '', thrown.message);
+      break;
+    default:
+      return undefined;
+  }
+  return { errors: Object.fromEntries(problems), status: thrown.status };
+}
+
+interface ErrorPage {
+  errors: FieldErrors;
+  status: number;
+}
+
+/** The same schema the admin API applies, so that one answer lists every problem, not only the first found. */
+function withSchemaProblems(
+  problems: Problems,
+  schema: typeof ClientInput | typeof ClientUpdate,
+  body: object,
+  target: ErrorTarget,
+): ErrorPage {
+  const parsed = Object.keys(body).length ? schema.safeParse(body) : undefined;
+  if (parsed && !parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const [field, message] = detailField({ path: issue.path.join('.'), message: issue.message }, target);
+      if (!problems.has(field)) problems.set(field, message);
+    }
+  }
+  return { errors: Object.fromEntries(problems), status: 400 };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Registration
+
+const REGISTER_FIELDS = new Set([
+  'name',
+  'auth_method',
+  'jwks',
+  'jwks_uri',
+  'grants',
+  'introspects',
+  'bearer_allowed',
+  'dpop_jkts',
+]);
+const EDIT_FIELDS = new Set(['name', 'grants', 'introspects', 'bearer_allowed', 'dpop_jkts']);
+const ROTATE_FIELDS = new Set(['previous_secret_expires_in']);
+
+async function register(request: ConsoleRequest): Promise<ConsoleResult> {
+  requireWrite(request);
+  const resources = await loadResources(request);
+  const offered = resources.filter((resource) => !resource.reserved);
+  const offeredIds = new Set(offered.map((resource) => resource.identifier));
+  const values = readClientForm(request.form);
+  const problems: Problems = new Map();
+
+  let jwks: unknown;
+  if (values.jwks.trim()) {
+    try {
+      jwks = JSON.parse(values.jwks);
+    } catch (error) {
+      addProblem(
+        problems,
+        'jwks',
+        `not valid JSON (${error instanceof Error ? error.message : 'unreadable'}): check the braces, quotes ` +
+          'and commas',
+      );
+    }
+  }
+  refuseUnoffered(
+    values,
+    resources.filter((resource) => resource.reserved),
+    { grants: offeredIds, introspects: offeredIds },
+    problems,
+  );
+
+  const grants = [...values.grants].map(([resource, scopes]) => ({ resource, scopes }));
+  const dpopJkts = thumbprints(values.dpop_jkts);
+  const body = {
+    name: values.name,
+    ...(values.auth_method ? { auth_method: values.auth_method } : {}),
+    ...(jwks === undefined ? {} : { jwks }),
+    ...(values.jwks_uri.trim() ? { jwks_uri: values.jwks_uri.trim() } : {}),
+    grants,
+    introspects: values.introspects,
+    bearer_allowed: values.bearer_allowed,
+    dpop_jkts: dpopJkts,
+  };
+  const target: ErrorTarget = {
+    fields: REGISTER_FIELDS,
+    grants,
+    introspects: values.introspects,
+    dpopJkts,
+    offered: offeredIds,
+  };
+  const again = (page: ErrorPage): ConsoleResult => ({
+    html: newClientPage(request.page, offered, values, page.errors),
+    status: page.status,
+  });
+  if (problems.size) return again(withSchemaProblems(problems, ClientInput, body, target));
+
+  let created: ClientWithSecret;
+  try {
+    created = await request.admin<ClientWithSecret>('createClient', { body });
+  } catch (thrown) {
+    const page = formErrors(thrown, target);
+    if (!page) throw thrown;
+    return again(page);
+  }
+  const { client_secret: secret, ...client } = created;
+  if (secret === undefined) {
+    return {
+      redirect: clientHref(client.client_id),
+      notice: `Client ${client.name} is registered; it authenticates with its private key.`,
+    };
+  }
+  return { html: clientSecretPage(request.page, client, secret, 'created'), status: 201 };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// One client
+
+interface ClientState {
+  client: Client;
+  resources: Resource[];
+  grantable: Resource[];
+  introspectable: Resource[];
+}
+
+/** The client and the resources its edit form offers: all but the admin API's, unless the client holds rights on it. */
+async function loadClientState(request: ConsoleRequest): Promise<ClientState> {
+  const [client, resources] = await Promise.all([loadClient(request), loadResources(request)]);
+  return {
+    client,
+    resources,
+    grantable: resources.filter((r) => !r.reserved || client.grants.some((g) => g.resource === r.identifier)),
+    introspectable: resources.filter((r) => !r.reserved || client.introspects.includes(r.identifier)),
+  };
+}
+
+function showClient(
+  request: ConsoleRequest,
+  state: ClientState,
+  extra: Partial<Pick<ClientPageData, 'values' | 'overlap' | 'errors'>> = {},
+  status = 200,
+): ConsoleResult {
+  return {
+    html: clientPage(request.page, {
+      client: state.client,
+      resources: state.resources,
+      grantable: state.grantable,
+      introspectable: state.introspectable,
+      defaultOverlapSeconds: request.deps.admin.secretOverlapSeconds,
+      ...extra,
+    }),
+    status,
+  };
+}
+
+const sorted = (values: readonly string[]) => [...values].sort();
+const sameList = (a: readonly string[], b: readonly string[]) =>
+  a.length === b.length && sorted(a).every((value, index) => value === sorted(b)[index]);
+const grantKey = (grants: readonly { resource: string; scopes: readonly string[] }[]) =>
+  JSON.stringify(grants.map((g) => [g.resource, sorted(g.scopes)]).sort());
+
+async function edit(request: ConsoleRequest): Promise<ConsoleResult> {
+  requireWrite(request);
+  const state = await loadClientState(request);
+  const { client } = state;
+  const form = readClientForm(request.form);
+  const values: ClientEditValues = form;
+  const grants = [...values.grants].map(([resource, scopes]) => ({ resource, scopes }));
+  const dpopJkts = thumbprints(values.dpop_jkts);
+  const grantable = new Set(state.grantable.map((r) => r.identifier));
+  const problems: Problems = new Map();
+  refuseUnoffered(
+    values,
+    state.resources.filter((r) => r.reserved),
+    { grants: grantable, introspects: new Set(state.introspectable.map((r) => r.identifier)) },
+    problems,
+  );
+
+  // Only what changed, so the audit trail shows the change and untouched settings are left alone.
+  const body = {
+    ...(values.name !== client.name ? { name: values.name } : {}),
+    ...(grantKey(grants) !== grantKey(client.grants) ? { grants } : {}),
+    ...(!sameList(values.introspects, client.introspects) ? { introspects: values.introspects } : {}),
+    ...(values.bearer_allowed !== client.bearer_allowed ? { bearer_allowed: values.bearer_allowed } : {}),
+    ...(dpopJkts.join('\n') !== client.dpop_jkts.join('\n') ? { dpop_jkts: dpopJkts } : {}),
+  };
+  const target: ErrorTarget = {
+    fields: EDIT_FIELDS,
+    grants,
+    introspects: values.introspects,
+    dpopJkts,
+    offered: grantable,
+  };
+  if (problems.size) {
+    const page = withSchemaProblems(problems, ClientUpdate, body, target);
+    return showClient(request, state, { values, errors: page.errors }, page.status);
+  }
+  if (!Object.keys(body).length) {
+    return { redirect: clientHref(client.client_id), notice: 'Nothing changed: there was nothing to save.' };
+  }
+  try {
+    const updated = await request.admin<Client>('updateClient', {
+      params: { client_id: client.client_id },
+      body,
+    });
+    return { redirect: clientHref(updated.client_id), notice: `Changes to ${updated.name} are saved.` };
+  } catch (thrown) {
+    const page = formErrors(thrown, target);
+    if (!page) throw thrown;
+    return showClient(request, state, { values, errors: page.errors }, page.status);
+  }
+}
+
+async function setEnabled(request: ConsoleRequest, enabled: boolean): Promise<ConsoleResult> {
+  requireWrite(request);
+  const params = { client_id: request.params.client_id };
+  try {
+    const client = await request.admin<Client>(enabled ? 'enableClient' : 'disableClient', { params });
+    return {
+      redirect: clientHref(client.client_id),
+      notice: enabled
+        ? `${client.name} is enabled: it can obtain tokens again.`
+        : `${client.name} is disabled: it gets no token, and its outstanding tokens are inactive.`,
+    };
+  } catch (thrown) {
+    if (!(thrown instanceof MayflyError) || thrown.code !== 'last_admin_client') throw thrown;
+    return showClient(
+      request,
+      await loadClientState(request),
+      { errors: { '': `Not disabled: ${thrown.message}` } },
+      thrown.status,
+    );
+  }
+}
+
+async function rotate(request: ConsoleRequest): Promise<ConsoleResult> {
+  requireWrite(request);
+  const overlap = text(request.form, 'previous_secret_expires_in').trim();
+  const target: ErrorTarget = {
+    fields: ROTATE_FIELDS,
+    grants: [],
+    introspects: [],
+    dpopJkts: [],
+    offered: new Set(),
+  };
+  const again = async (page: ErrorPage) =>
+    showClient(request, await loadClientState(request), { overlap, errors: page.errors }, page.status);
+  if (overlap && !/^\d+$/.test(overlap)) {
+    return again({
+      errors: {
+        previous_secret_expires_in:
+          'expected a whole number of seconds, e.g. 3600, or nothing for the default',
+      },
+      status: 400,
+    });
+  }
+  try {
+    const rotated = await request.admin<ClientWithSecret>('rotateClientSecret', {
+      params: { client_id: request.params.client_id },
+      body: overlap ? { previous_secret_expires_in: Number(overlap) } : {},
+    });
+    const { client_secret: secret, ...client } = rotated;
+    // The API always answers a rotation with the new secret.
+    if (secret === undefined) throw new Error('a secret rotation answered no secret');
+    return { html: clientSecretPage(request.page, client, secret, 'rotated'), status: 201 };
+  } catch (thrown) {
+    const page = formErrors(thrown, target);
+    if (!page) throw thrown;
+    return again(page);
+  }
+}
+
+async function remove(request: ConsoleRequest): Promise<ConsoleResult> {
+  requireWrite(request);
+  const client = await loadClient(request);
+  try {
+    await request.admin('deleteClient', { params: { client_id: client.client_id } });
+  } catch (thrown) {
+    if (!(thrown instanceof MayflyError) || thrown.code !== 'last_admin_client') throw thrown;
+    return {
+      html: deleteClientPage(request.page, client, { '': `Not deleted: ${thrown.message}` }),
+      status: thrown.status,
+    };
+  }
+  return {
+    redirect: '/console/clients',
+    notice: `Client ${client.name} (${client.client_id}) is deleted; its tokens are inactive.`,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The list
+
+const LIST_FILTERS = ['name', 'status', 'resource', 'auth_method'] as const;
+
+async function listClients(request: ConsoleRequest): Promise<ConsoleResult> {
+  const filters: ClientFilters = {};
+  for (const name of [...LIST_FILTERS, 'cursor'] as const) {
+    const value = request.query[name]?.trim();
+    if (value) filters[name] = value;
+  }
+  const resources = await loadResources(request);
+  try {
+    const page = await request.admin<Page<Client>>('listClients', {
+      query: { ...filters, limit: PAGE_SIZE },
+    });
+    return {
+      html: clientsPage(request.page, {
+        items: page.items,
+        nextCursor: page.next_cursor,
+        filters,
+        resources,
+      }),
+    };
+  } catch (thrown) {
+    if (!(thrown instanceof MayflyError) || thrown.code !== 'invalid_input') throw thrown;
+    const target: ErrorTarget = {
+      fields: new Set(LIST_FILTERS),
+      grants: [],
+      introspects: [],
+      dpopJkts: [],
+      offered: new Set(),
+    };
+    const page = formErrors(thrown, target);
+    return {
+      html: clientsPage(request.page, {
+        items: [],
+        nextCursor: null,
+        filters,
+        resources,
+        errors: page?.errors,
+      }),
+      status: thrown.status,
+    };
+  }
+}
+
+export const CLIENT_PAGES: readonly ConsolePage[] = [
+  { method: 'GET', path: '/clients', handle: listClients },
+  {
+    method: 'GET',
+    path: '/clients/new',
+    async handle(request) {
+      requireWrite(request);
+      const resources = (await loadResources(request)).filter((resource) => !resource.reserved);
+      return { html: newClientPage(request.page, resources, emptyClientForm()) };
+    },
+  },
+  { method: 'POST', path: '/clients/new', handle: register },
+  {
+    method: 'GET',
+    path: '/clients/{client_id}',
+    handle: async (request) => showClient(request, await loadClientState(request)),
+  },
+  { method: 'POST', path: '/clients/{client_id}', handle: edit },
+  { method: 'POST', path: '/clients/{client_id}/disable', handle: (request) => setEnabled(request, false) },
+  { method: 'POST', path: '/clients/{client_id}/enable', handle: (request) => setEnabled(request, true) },
+  { method: 'POST', path: '/clients/{client_id}/rotate-secret', handle: rotate },
+  {
+    method: 'GET',
+    path: '/clients/{client_id}/delete',
+    async handle(request) {
+      requireWrite(request);
+      return { html: deleteClientPage(request.page, await loadClient(request)) };
+    },
+  },
+  { method: 'POST', path: '/clients/{client_id}/delete', handle: remove },
+];
