@@ -22,6 +22,7 @@ import {
   readCookie,
   readForm,
   sameToken,
+  readOnly,
   sessionCookieName,
   setCookie,
   type FormValues,
@@ -109,7 +110,7 @@ const ASSETS: Readonly<Record<string, { type: string; file: string }>> = {
 const assetsDir = new URL('../../views/assets/', import.meta.url);
 
 function readQuery(ctx: Context): Record<string, string> {
-  const query: Record<string, string> = {};
+  const query = Object.create(null) as Record<string, string>;
   for (const [name, value] of Object.entries(ctx.query)) {
     if (typeof value === 'string' && value !== '') query[name] = value;
   }
@@ -133,12 +134,7 @@ export async function runAdminOperation(
 ): Promise<unknown> {
   const route = ROUTES_BY_ID.get(operationId);
   if (!route) throw new Error(`no admin operation ${operationId}`);
-  if (!ROLE_SCOPES[user.role].includes(route.scope)) {
-    throw new MayflyError(
-      'insufficient_scope',
-      'your role is read only: ask an administrator with the write role to make this change',
-    );
-  }
+  if (!ROLE_SCOPES[user.role].includes(route.scope)) throw readOnly();
   const params = parseInput(route.params ?? NONE, input.params ?? {});
   const query = parseInput(route.query ?? NONE, input.query ?? {});
   const body = route.body ? parseInput(route.body, input.body ?? {}) : undefined;

@@ -71,7 +71,8 @@ export async function readForm(ctx: Context): Promise<Record<string, string | st
     throw new MayflyError('payload_too_large', `the form is larger than ${MAX_FORM_BYTES} bytes`);
   }
   if (bytes === 'aborted') throw new MayflyError('invalid_input', 'the form was cut off');
-  const form: Record<string, string | string[]> = {};
+  // No prototype: a field named __proto__ or constructor is a field like any other.
+  const form = Object.create(null) as Record<string, string | string[]>;
   for (const [name, value] of new URLSearchParams(bytes.toString('utf8'))) {
     const previous = form[name];
     form[name] =
@@ -79,4 +80,18 @@ export async function readForm(ctx: Context): Promise<Record<string, string | st
   }
   refuseNul(form, 'form');
   return form;
+}
+
+export const readOnly = (): MayflyError =>
+  new MayflyError(
+    'insufficient_scope',
+    'your role is read only: ask an administrator with the write role to make this change',
+  );
+
+/**
+ * For pages that change something, and the forms leading to them: a read-only user is refused before anything is
+ * read or shown (the admin operation would refuse the change itself in any case).
+ */
+export function requireWrite(request: { user: { role: 'read' | 'write' } }): void {
+  if (request.user.role !== 'write') throw readOnly();
 }

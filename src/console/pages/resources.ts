@@ -15,6 +15,7 @@ import {
   type TtlLimits,
 } from '../../../views/resources.ts';
 import type { ConsolePage, ConsoleRequest, ConsoleResult } from '../console.ts';
+import { requireWrite } from '../http.ts';
 import type { FormValues } from '../http.ts';
 
 interface Page<T> {
@@ -111,16 +112,6 @@ function schemaProblems(schema: z.ZodType, body: object): ErrorDetail[] {
   return parsed.success
     ? []
     : parsed.error.issues.map((issue) => ({ path: issue.path.join('.'), message: issue.message }));
-}
-
-/** Every POST changes something: a read-only user is refused before the form is even looked at. */
-function requireWrite(request: ConsoleRequest): void {
-  if (request.user.role !== 'write') {
-    throw new MayflyError(
-      'insufficient_scope',
-      'your role is read only: ask an administrator with the write role to make this change',
-    );
-  }
 }
 
 function limits(request: ConsoleRequest): TtlLimits {
