@@ -297,9 +297,11 @@ async function dispatch(
   path: string,
   session: ConsoleSession,
 ): Promise<ConsoleResult> {
+  // A literal segment wins over a parameter (`/clients/new` over `/clients/{client_id}`), whatever the order.
   const matching = pages
     .map((compiled) => ({ compiled, match: compiled.pattern.exec(path) }))
-    .filter((candidate) => candidate.match !== null);
+    .filter((candidate) => candidate.match !== null)
+    .sort((a, b) => a.compiled.names.length - b.compiled.names.length);
   const method = ctx.method === 'HEAD' ? 'GET' : ctx.method;
   const found = matching.find((candidate) => candidate.compiled.page.method === method);
   if (!found) {
