@@ -11,6 +11,11 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('totp_secret', 'text')
     // The last TOTP time step accepted: a code is good once (RFC 6238 §5.2).
     .addColumn('totp_last_step', 'bigint')
+    // Wrong codes given after the right password, in a row: the second factor locks at a threshold.
+    .addColumn('totp_failures', 'integer', (col) => col.notNull().defaultTo(0))
+    // Sessions started (their credentials checked) before this instant are over: a new password, a new second
+    // factor or a disabling ends them even when it races a sign-in.
+    .addColumn('credentials_changed_at', 'timestamptz', (col) => col.notNull().defaultTo(sql`now()`))
     .addColumn('disabled_at', 'timestamptz')
     .addColumn('created_at', 'timestamptz', (col) => col.notNull().defaultTo(sql`now()`))
     .addColumn('updated_at', 'timestamptz', (col) => col.notNull().defaultTo(sql`now()`))

@@ -1,3 +1,4 @@
+import { hkdfSync } from 'node:crypto';
 import { once } from 'node:events';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -66,6 +67,15 @@ export function createApp(app: AppContext): Koa {
     koa.use(
       serveConsole({
         settings: app.config.console,
+        deviceKey: Buffer.from(
+          hkdfSync(
+            'sha256',
+            app.secrets.dpopNonceSecret,
+            Buffer.alloc(0),
+            'mayfly console device cookie',
+            32,
+          ),
+        ),
         issuer: app.config.issuer,
         admin: app.admin,
         clock: app.clock,

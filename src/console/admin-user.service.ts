@@ -85,6 +85,7 @@ export async function createAdminUser(
         totp_secret: secret ? sealTotp(deps, input.name, secret) : null,
         totp_last_step: null,
         disabled_at: null,
+        credentials_changed_at: now,
         created_at: now,
         updated_at: now,
       })
@@ -135,6 +136,10 @@ export async function updateAdminUser(
           : null;
     const totpSecret =
       update.totp === 'remove' ? null : secret ? sealTotp(deps, name, secret) : current.totp_secret;
+    const credentialsChanged =
+      passwordHash !== undefined ||
+      update.totp !== undefined ||
+      (disabledAt !== null && !current.disabled_at);
     const row = await trx
       .updateTable('admin_user')
       .set({
@@ -142,16 +147,13 @@ export async function updateAdminUser(
         role: update.role ?? current.role,
         disabled_at: disabledAt,
         totp_secret: totpSecret,
-        ...(update.totp === undefined ? {} : { totp_last_step: null }),
+        ...(update.totp === undefined ? {} : { totp_last_step: null, totp_failures: 0 }),
+        ...(credentialsChanged ? { credentials_changed_at: now } : {}),
         updated_at: now,
       })
       .where('name', '=', name)
       .returningAll()
       .executeTakeFirstOrThrow();
-    const credentialsChanged =
-      passwordHash !== undefined ||
-      update.totp !== undefined ||
-      (disabledAt !== null && !current.disabled_at);
     if (credentialsChanged) await trx.deleteFrom('console_session').where('user_name', '=', name).execute();
     const before = toAdminUser(current);
     const after = toAdminUser(row);
@@ -192,6 +194,29 @@ export async function deleteAdminUser(deps: AdminUserDeps, actor: Actor, name: s
       },
     };
   });
+}
+
+/** Wrong TOTP codes after the right password, in a row, after which the second factor locks. */
+export const TOTP_LOCK_AFTER = 10;
+
+/** Counts one wrong code given after the right password; answers the count so far. */
+export async function recordTotpFailure(db: Db, name: string): Promise<number> {
+  const row = await db
+    .updateTable('admin_user')
+    .set((eb) => ({ totp_failures: eb('totp_failures', '+', 1) }))
+    .where('name', '=', name)
+    .returning('totp_failures')
+    .executeTakeFirst();
+  return row?.totp_failures ?? 0;
+}
+
+export async function resetTotpFailures(db: Db, name: string): Promise<void> {
+  await db
+    .updateTable('admin_user')
+    .set({ totp_failures: 0 })
+    .where('name', '=', name)
+    .where('totp_failures', '>', 0)
+    .execute();
 }
 
 /**

@@ -19,11 +19,12 @@ import { CONSOLE_PAGES } from './pages/index.ts';
 import {
   CONSOLE_PREFIX,
   isSameOriginPost,
+  consoleCookie,
+  hasCookie,
   readCookie,
   readForm,
   sameToken,
   readOnly,
-  sessionCookieName,
   setCookie,
   type FormValues,
 } from './http.ts';
@@ -44,6 +45,8 @@ const CONTENT_SECURITY_POLICY = [
 
 export interface ConsoleDeps {
   settings: ConsoleSettings;
+  /** Signs the cookie that marks a browser a user signed in with (see sign-in.ts). */
+  deviceKey: Buffer;
   issuer: string;
   admin: AdminDeps;
   clock: Clock;
@@ -162,7 +165,7 @@ function errorResult(error: MayflyError): ConsoleResult {
 export function serveConsole(deps: ConsoleDeps) {
   const pages = CONSOLE_PAGES.map(compile);
   const signIn = signInPages(deps);
-  const cookieName = sessionCookieName(deps.issuer);
+  const sessionCookie = consoleCookie(deps.issuer, 'mayfly-console', CONSOLE_PREFIX);
   const assets = new Map(
     Object.entries(ASSETS).map(([path, asset]) => [
       path,
@@ -204,23 +207,20 @@ export function serveConsole(deps: ConsoleDeps) {
         await signIn(ctx);
         return;
       }
-      const sessionId = readCookie(ctx, cookieName);
+      const sessionId = readCookie(ctx, sessionCookie);
       const now = deps.clock.now();
       const session =
         sessionId === undefined
           ? undefined
           : await findSession(deps.admin.db, sessionId, now, deps.settings.idleTimeout);
       if (!session) {
-        // Back to sign-in; a cookie that no longer opens a session means the session ended.
-        const reason = sessionId === undefined ? '' : '?ended=1';
-        if (sessionId !== undefined)
-          setCookie(ctx, deps.issuer, cookieName, '', { path: CONSOLE_PREFIX, maxAge: 0 });
+        // Back to sign-in; a cookie that no longer opens a session (or comes twice) means the session ended.
+        const sent = hasCookie(ctx, sessionCookie);
+        const reason = sent ? '?ended=1' : '';
+        if (sent) setCookie(ctx, sessionCookie, '', 0);
         ctx.status = 303;
         ctx.redirect(`${CONSOLE_PREFIX}${SIGN_IN_PATH}${reason}`);
-        record(
-          303,
-          new MayflyError('token_required', sessionId === undefined ? 'not signed in' : 'session ended'),
-        );
+        record(303, new MayflyError('token_required', sent ? 'session ended' : 'not signed in'));
         return;
       }
       user = session.userName;
@@ -228,7 +228,7 @@ export function serveConsole(deps: ConsoleDeps) {
         const form = await readForm(ctx);
         refuseForgedPost(ctx, deps, session, form);
         await deleteSession(deps.admin.db, session.idHash);
-        setCookie(ctx, deps.issuer, cookieName, '', { path: CONSOLE_PREFIX, maxAge: 0 });
+        setCookie(ctx, sessionCookie, '', 0);
         ctx.status = 303;
         ctx.redirect(`${CONSOLE_PREFIX}${SIGN_IN_PATH}?signed_out=1`);
         record(303);

@@ -7,39 +7,59 @@ import { readRequestBody } from '../http/request-body.ts';
 
 export const CONSOLE_PREFIX = '/console';
 const MAX_FORM_BYTES = 64 * 1024;
+/** More than any console form sends (its longest is a client's grant checkboxes). */
+const MAX_FORM_FIELDS = 1000;
 
 /** One form or query field: a repeated field (checkboxes) reads as a list. */
 export type FormValues = Readonly<Record<string, string | string[]>>;
 
-export function sessionCookieName(issuer: string): string {
-  return issuer.startsWith('https:') ? '__Secure-mayfly-console' : 'mayfly-console';
+/** A cookie of the console: its name and path depend on whether the issuer is https. */
+export interface ConsoleCookie {
+  name: string;
+  path: string;
+  secure: boolean;
 }
 
-export function readCookie(ctx: Context, name: string): string | undefined {
-  for (const part of ctx.get('cookie').split(';')) {
-    const index = part.indexOf('=');
-    if (index > 0 && part.slice(0, index).trim() === name) return part.slice(index + 1).trim();
-  }
-  return undefined;
+/**
+ * On an https issuer the `__Host-` prefix: browsers then accept the cookie only if Secure, for Path=/ and without a
+ * Domain, so no other host (a sibling subdomain) can plant or shadow it. On plain http (development) the cookie
+ * keeps its bare name and is limited to `path`.
+ */
+export function consoleCookie(issuer: string, base: string, path: string): ConsoleCookie {
+  const secure = issuer.startsWith('https:');
+  return secure ? { name: `__Host-${base}`, path: '/', secure } : { name: base, path, secure };
+}
+
+/** The cookie's value; undefined when absent, or when sent more than once (one of them was planted). */
+export function readCookie(ctx: Context, cookie: ConsoleCookie): string | undefined {
+  const values = ctx
+    .get('cookie')
+    .split(';')
+    .map((part) => part.trim())
+    .filter((part) => part.startsWith(`${cookie.name}=`))
+    .map((part) => part.slice(cookie.name.length + 1));
+  return values.length === 1 ? values[0] : undefined;
 }
 
 /** Set-Cookie written by hand: Koa refuses a Secure cookie on a plain-HTTP hop behind a TLS-terminating proxy. */
-export function setCookie(
-  ctx: Context,
-  issuer: string,
-  name: string,
-  value: string,
-  options: { path: string; maxAge?: number },
-): void {
+export function setCookie(ctx: Context, cookie: ConsoleCookie, value: string, maxAge?: number): void {
   const parts = [
-    `${name}=${value}`,
-    `Path=${options.path}`,
+    `${cookie.name}=${value}`,
+    `Path=${cookie.path}`,
     'HttpOnly',
     'SameSite=Strict',
-    ...(issuer.startsWith('https:') ? ['Secure'] : []),
-    ...(options.maxAge === undefined ? [] : [`Max-Age=${options.maxAge}`]),
+    ...(cookie.secure ? ['Secure'] : []),
+    ...(maxAge === undefined ? [] : [`Max-Age=${maxAge}`]),
   ];
   ctx.append('Set-Cookie', parts.join('; '));
+}
+
+/** Whether the request carries the cookie at all (once or more). */
+export function hasCookie(ctx: Context, cookie: ConsoleCookie): boolean {
+  return ctx
+    .get('cookie')
+    .split(';')
+    .some((part) => part.trim().startsWith(`${cookie.name}=`));
 }
 
 /** Constant-time comparison of two tokens. */
@@ -73,10 +93,15 @@ export async function readForm(ctx: Context): Promise<Record<string, string | st
   if (bytes === 'aborted') throw new MayflyError('invalid_input', 'the form was cut off');
   // No prototype: a field named __proto__ or constructor is a field like any other.
   const form = Object.create(null) as Record<string, string | string[]>;
+  let fields = 0;
   for (const [name, value] of new URLSearchParams(bytes.toString('utf8'))) {
+    if (++fields > MAX_FORM_FIELDS) {
+      throw new MayflyError('invalid_input', `a console form has at most ${MAX_FORM_FIELDS} fields`);
+    }
     const previous = form[name];
-    form[name] =
-      previous === undefined ? value : [...(Array.isArray(previous) ? previous : [previous]), value];
+    if (previous === undefined) form[name] = value;
+    else if (Array.isArray(previous)) previous.push(value);
+    else form[name] = [previous, value];
   }
   refuseNul(form, 'form');
   return form;

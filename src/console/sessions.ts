@@ -21,12 +21,17 @@ export function newSecret(): string {
   return randomBytes(32).toString('base64url');
 }
 
+/**
+ * `checkedAt`: when the credentials were read for checking. The session counts from then, so a credential change
+ * committed while they were being checked ends it (see findSession).
+ */
 export async function createSession(
   db: Db,
   userName: string,
-  now: Date,
+  checkedAt: Date,
   lifetimeSeconds: number,
 ): Promise<{ id: string }> {
+  const now = checkedAt;
   const id = newSecret();
   await db
     .insertInto('console_session')
@@ -61,6 +66,7 @@ export async function findSession(
     .where('s.expires_at', '>', now)
     .where('s.last_seen_at', '>', new Date(now.getTime() - idleSeconds * 1000))
     .where('u.disabled_at', 'is', null)
+    .whereRef('s.created_at', '>=', 'u.credentials_changed_at')
     .executeTakeFirst();
   if (!row) return undefined;
   return {
@@ -94,7 +100,7 @@ export async function deleteSession(db: Db, idHash: string): Promise<void> {
   await db.deleteFrom('console_session').where('id_hash', '=', idHash).execute();
 }
 
-/** Sessions past their absolute expiry or idle too long; run by the purge job. */
+/** Sessions past their absolute expiry or idle too long; run at each sign-in (the only place sessions start). */
 export async function purgeSessions(db: Db, now: Date, idleSeconds: number): Promise<number> {
   const result = await db
     .deleteFrom('console_session')

@@ -88,8 +88,10 @@ export interface AnomalyRecord {
 /** A sign-in attempt at the web console; the password and code never appear. */
 export interface ConsoleSignIn {
   outcome: 'success' | 'failure';
-  /** The user name given (cut to 64 characters). */
-  user: string;
+  /** The user signing in, when the name given is a user's. */
+  user?: string | undefined;
+  /** A name that is no user's, as the start of its SHA-256 (it may be a password typed in the wrong field). */
+  unknown_user?: string | undefined;
   ip: string;
   reason?: string | undefined;
 }

@@ -20,7 +20,15 @@ let server: TestServer;
 beforeAll(async () => {
   server = await startTestServer({
     clock,
-    env: { MAYFLY_CONSOLE_IDLE_TIMEOUT: '600', MAYFLY_CONSOLE_SESSION_LIFETIME: '3600' },
+    env: {
+      MAYFLY_CONSOLE_IDLE_TIMEOUT: '600',
+      MAYFLY_CONSOLE_SESSION_LIFETIME: '3600',
+      // This file signs in from one address far more often than a person would; throttling has servers of its own.
+      MAYFLY_CONSOLE_SIGNIN_PER_ADDRESS: '10000',
+      MAYFLY_CONSOLE_SIGNIN_PER_USER: '10000',
+      MAYFLY_AUTH_FAILURE_SLOW_AFTER: '1000',
+      MAYFLY_AUTH_FAILURE_BLOCK_AFTER: '2000',
+    },
   });
 });
 afterAll(() => server.close());
@@ -120,14 +128,14 @@ describe('sign-in', () => {
     expect(again.cookies.get('mayfly-console')).not.toBe(id);
   });
 
-  it('marks the cookies Secure, with the __Secure- prefix, when the issuer is https', async () => {
+  it('marks the cookies Secure, with the __Host- prefix (Path=/, no Domain), when the issuer is https', async () => {
     const secure = await startTestServer({ env: { MAYFLY_ISSUER: 'https://console.example' } });
     try {
       await createConsoleUser(secure, 'tls');
       const session = new ConsoleSession(secure);
       const form = await session.get('/console/sign-in');
       expect(form.headers.getSetCookie()[0]).toMatch(
-        /^mayfly-console-sign-in=[\w-]+; Path=\/console\/sign-in; HttpOnly; SameSite=Strict; Secure; Max-Age=3600$/,
+        /^__Host-mayfly-console-sign-in=[\w-]+; Path=\/; HttpOnly; SameSite=Strict; Secure; Max-Age=3600$/,
       );
       const response = await session.post(
         '/console/sign-in',
@@ -137,8 +145,8 @@ describe('sign-in', () => {
       expect(response.status).toBe(303);
       const cookie = response.headers
         .getSetCookie()
-        .find((line) => line.startsWith('__Secure-mayfly-console='));
-      expect(cookie).toMatch(/; Path=\/console; HttpOnly; SameSite=Strict; Secure$/);
+        .find((line) => line.startsWith('__Host-mayfly-console='));
+      expect(cookie).toMatch(/; Path=\/; HttpOnly; SameSite=Strict; Secure$/);
       expect((await session.get('/console')).status).toBe(200);
     } finally {
       await secure.close();
@@ -163,15 +171,15 @@ describe('sign-in', () => {
       answers.push(response.text.replace(/value="[^"]*"/g, ''));
     }
     expect(new Set(answers.map((text) => text.replace(/wrong|nobody-here|gone/g, ''))).size).toBe(1);
-    const reasons = server.logs
-      .audit('console_sign_in')
-      .filter((line) => ['wrong', 'nobody-here', 'gone'].includes(line.user as string))
-      .map((line) => [line.user, line.outcome, line.reason]);
-    expect(reasons).toEqual([
+    const lines = server.logs.audit('console_sign_in').slice(-3);
+    expect(lines.map((line) => [line.user, line.outcome, line.reason])).toEqual([
       ['wrong', 'failure', 'wrong password'],
-      ['nobody-here', 'failure', 'no such user'],
+      [undefined, 'failure', 'no such user'],
       ['gone', 'failure', 'user disabled'],
     ]);
+    // A name that is no user's may be a password typed in the wrong field: only a short hash of it is logged.
+    expect(lines[1]?.unknown_user).toMatch(/^[0-9a-f]{16}$/);
+    expect(server.logs.text()).not.toContain('nobody-here');
     expect(server.logs.text()).not.toContain('not the password at all');
     expect(server.logs.text()).not.toContain(TEST_PASSWORD);
   });
@@ -467,5 +475,157 @@ describe('audit', () => {
     const next = await session.get('/console/keys');
     expect(next.text).toContain(`class="notice" role="status">Key ${published.kid} is revoked.`);
     expect((await session.get('/console/keys')).text).not.toContain('class="notice"');
+  });
+});
+
+describe('review fixes', () => {
+  it('refuses a form of more than 1000 fields before reading them into anything', async () => {
+    const anonymous = new ConsoleSession(server);
+    await anonymous.get('/console/sign-in');
+    const flood = await anonymous.post('/console/sign-in', { a: Array<string>(20_000).fill('') });
+    expect(flood.status).toBe(400);
+    expect(flood.text).toContain('a console form has at most 1000 fields');
+    // The server still answers at once afterwards.
+    expect((await new ConsoleSession(server).get('/console/sign-in')).status).toBe(200);
+  });
+
+  it('lets a user sign in from a browser they signed in with before while others spend the per-user limit', async () => {
+    const limited = await startTestServer({
+      env: {
+        MAYFLY_CONSOLE_SIGNIN_PER_USER: '3',
+        MAYFLY_TRUST_PROXY: 'true',
+        MAYFLY_AUTH_FAILURE_SLOW_AFTER: '100',
+        MAYFLY_AUTH_FAILURE_BLOCK_AFTER: '101',
+      },
+    });
+    try {
+      await createConsoleUser(limited, 'victim');
+      const own = new ConsoleSession(limited);
+      const from = (address: string) => ({ 'x-forwarded-for': address });
+      await own.get('/console/sign-in', from('192.0.2.1'));
+      const first = await own.post(
+        '/console/sign-in',
+        { user: 'victim', password: TEST_PASSWORD },
+        from('192.0.2.1'),
+      );
+      expect(first.status).toBe(303);
+      expect(own.cookies.get('mayfly-console-device')).toMatch(/^[\w-]+\.\d+\.[\w-]{43}$/);
+      // Someone else spends the user's limit from other addresses.
+      for (let i = 0; i < 3; i++) {
+        const attacker = new ConsoleSession(limited);
+        await attacker.get('/console/sign-in', from(`198.51.100.${i}`));
+        await attacker.post(
+          '/console/sign-in',
+          { user: 'victim', password: 'a guess that is wrong' },
+          from(`198.51.100.${i}`),
+        );
+      }
+      const stranger = new ConsoleSession(limited);
+      await stranger.get('/console/sign-in', from('203.0.113.9'));
+      const refused = await stranger.post(
+        '/console/sign-in',
+        { user: 'victim', password: TEST_PASSWORD },
+        from('203.0.113.9'),
+      );
+      expect(refused.status).toBe(429);
+      // The user's own browser is still let in, from a new address too.
+      await own.get('/console/sign-in', from('192.0.2.77'));
+      const again = await own.post(
+        '/console/sign-in',
+        { user: 'victim', password: TEST_PASSWORD },
+        from('192.0.2.77'),
+      );
+      expect(again.status).toBe(303);
+      // A device cookie for another user, or a forged one, counts for nothing.
+      const forger = new ConsoleSession(limited);
+      const device = own.cookies.get('mayfly-console-device') ?? '';
+      forger.cookies.set('mayfly-console-device', device.replace(/[\w-]{43}$/, 'A'.repeat(43)));
+      await forger.get('/console/sign-in', from('203.0.113.10'));
+      expect(
+        (
+          await forger.post(
+            '/console/sign-in',
+            { user: 'victim', password: TEST_PASSWORD },
+            from('203.0.113.10'),
+          )
+        ).status,
+      ).toBe(429);
+    } finally {
+      await limited.close();
+    }
+  });
+
+  it('locks the second factor after 10 wrong codes following the right password, until it is enrolled again', async () => {
+    const created = await createConsoleUser(server, 'code-guessed', { totp: true });
+    const totp = new TOTP({
+      secret: Secret.fromBase32(created.totp_enrolment?.secret ?? ''),
+      digits: 6,
+      period: 30,
+    });
+    const right = () => totp.generate({ timestamp: clock.now().getTime() });
+    const wrong = () => (right() === '000000' ? '111111' : '000000');
+    for (let i = 0; i < 10; i++) {
+      expect((await new ConsoleSession(server).signIn('code-guessed', TEST_PASSWORD, wrong())).status).toBe(
+        401,
+      );
+    }
+    const locked = await new ConsoleSession(server).signIn('code-guessed', TEST_PASSWORD, right());
+    expect(locked.status).toBe(401);
+    expect(server.logs.audit('console_sign_in').at(-1)).toMatchObject({ reason: 'second factor locked' });
+    expect(server.logs.records().some((line) => line.event === 'console_second_factor_locked')).toBe(true);
+    const enrolled = await updateAdminUser(server.app.admin, TEST_ACTOR, 'code-guessed', { totp: 'enroll' });
+    const renewed = new TOTP({
+      secret: Secret.fromBase32(enrolled.totp_enrolment?.secret ?? ''),
+      digits: 6,
+      period: 30,
+    });
+    const fresh = await new ConsoleSession(server).signIn(
+      'code-guessed',
+      TEST_PASSWORD,
+      renewed.generate({ timestamp: clock.now().getTime() }),
+    );
+    expect(fresh.status).toBe(303);
+  });
+
+  it('ends a session whose credentials were checked before a credential change committed', async () => {
+    const { createSession, findSession } = await import('../../src/console/sessions.ts');
+    await createConsoleUser(server, 'raced');
+    const checkedAt = clock.now();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    await updateAdminUser(server.app.admin, TEST_ACTOR, 'raced', { password: 'changed meanwhile password' });
+    const late = await createSession(server.app.db, 'raced', checkedAt, 3600);
+    expect(await findSession(server.app.db, late.id, clock.now(), 600)).toBeUndefined();
+    const after = await createSession(server.app.db, 'raced', clock.now(), 3600);
+    expect(await findSession(server.app.db, after.id, clock.now(), 600)).toBeDefined();
+  });
+
+  it('refuses a session cookie sent twice (one of them planted), and ends the previous session of a browser signing in again', async () => {
+    const session = await signedIn(server, 'twice');
+    const first = session.cookies.get('mayfly-console') ?? '';
+    const doubled = await fetch(`${server.url}/console`, {
+      redirect: 'manual',
+      headers: { cookie: `mayfly-console=${first}; mayfly-console=${first}` },
+    });
+    expect(doubled.status).toBe(303);
+    expect(doubled.headers.get('location')).toBe('/console/sign-in?ended=1');
+    await session.signIn('twice');
+    const second = session.cookies.get('mayfly-console');
+    expect(second).not.toBe(first);
+    const stale = new ConsoleSession(server);
+    stale.cookies.set('mayfly-console', first);
+    expect((await stale.get('/console')).status).toBe(303);
+    expect((await session.get('/console')).status).toBe(200);
+  });
+
+  it('keeps the form of an earlier sign-in tab working', async () => {
+    await createConsoleUser(server, 'tabs');
+    const browser = new ConsoleSession(server);
+    await browser.get('/console/sign-in');
+    const firstTab = browser.csrf;
+    await browser.get('/console/sign-in');
+    expect(browser.csrf).toBe(firstTab);
+    expect((await browser.post('/console/sign-in', { user: 'tabs', password: TEST_PASSWORD })).status).toBe(
+      303,
+    );
   });
 });

@@ -12,6 +12,8 @@ export interface AdminUserTable {
   totp_secret: string | null;
   /** bigint: node-postgres answers a string, PGlite a number. */
   totp_last_step: ColumnType<string | number | null, number | null, number | null>;
+  totp_failures: ColumnType<number, number | undefined, number>;
+  credentials_changed_at: ColumnType<Date, Date | undefined, Date>;
   disabled_at: Date | null;
   created_at: ColumnType<Date, Date | undefined, never>;
   updated_at: Date;
