@@ -34,6 +34,9 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('csrf_token', 'text', (col) => col.notNull())
     // A message for the next page shown (after a change and its redirect), then cleared.
     .addColumn('notice', 'text')
+    // One-time tokens of forms already sent (the latest 50): a form whose answer must not repeat (a new client's
+    // secret) is refused when sent again, e.g. by reloading its answer.
+    .addColumn('sent_forms', sql`text[]`, (col) => col.notNull().defaultTo(sql`'{}'`))
     .addColumn('created_at', 'timestamptz', (col) => col.notNull())
     .addColumn('last_seen_at', 'timestamptz', (col) => col.notNull())
     .addColumn('expires_at', 'timestamptz', (col) => col.notNull())

@@ -22,6 +22,7 @@ export const ERROR_CODES = {
   method_not_allowed: 405,
   resource_exists: 409,
   admin_user_exists: 409,
+  form_already_sent: 409,
   resource_in_use: 409,
   resource_reserved: 409,
   scope_in_use: 409,

@@ -28,7 +28,7 @@ import {
   setCookie,
   type FormValues,
 } from './http.ts';
-import { deleteSession, findSession, touchSession, type ConsoleSession } from './sessions.ts';
+import { claimFormToken, deleteSession, findSession, touchSession, type ConsoleSession } from './sessions.ts';
 import { SIGN_IN_PATH, signInPages } from './sign-in.ts';
 
 /** Scripts and styles from this origin only, no inline code, forms posting only here, never framed. */
@@ -149,6 +149,7 @@ function errorResult(error: MayflyError): ConsoleResult {
   const titles: Partial<Record<string, string>> = {
     insufficient_scope: 'Not allowed',
     csrf_token_invalid: 'Form refused',
+    form_already_sent: 'Form already sent',
     payload_too_large: 'Form too large',
     unsupported_media_type: 'Not a form',
     temporarily_unavailable: 'Temporarily unavailable',
@@ -324,8 +325,23 @@ async function dispatch(
   refuseNul(params, 'path');
   let form: FormValues = {};
   if (method === 'POST') {
-    const { _csrf, ...rest } = await readForm(ctx);
+    const { _csrf, _once, ...rest } = await readForm(ctx);
     refuseForgedPost(ctx, deps, session, { _csrf: _csrf ?? '' });
+    // A form whose answer is shown once (a new secret) carries a one-time token: sent again, it is refused.
+    if (_once !== undefined) {
+      if (typeof _once !== 'string' || !/^[\w-]{43}$/.test(_once)) {
+        throw new MayflyError(
+          'invalid_input',
+          'the form carries a malformed one-time token: reload the page',
+        );
+      }
+      if (!(await claimFormToken(deps.admin.db, session.idHash, _once))) {
+        throw new MayflyError(
+          'form_already_sent',
+          'this form was already sent, and its answer is shown only once: open the list to see what it did',
+        );
+      }
+    }
     form = rest;
   }
   const user: ConsoleUser = { name: session.userName, role: session.role };

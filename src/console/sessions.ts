@@ -1,5 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 
+import { sql } from 'kysely';
+
 import type { Db } from '../db/connect.ts';
 import type { AdminRole } from '../db/tables/admin-user.table.ts';
 
@@ -94,6 +96,27 @@ export async function touchSession(
     })
     .where('id_hash', '=', idHash)
     .execute();
+}
+
+/** The latest one-time form tokens a session remembers. */
+const SENT_FORMS_KEPT = 50;
+
+/**
+ * Marks a one-time form token as sent for the session; false when it was sent before. One statement, so two
+ * concurrent posts of the same form cannot both pass.
+ */
+export async function claimFormToken(db: Db, idHash: string, token: string): Promise<boolean> {
+  const result = await db
+    .updateTable('console_session')
+    .set({
+      sent_forms: sql<
+        string[]
+      >`(array_append(sent_forms, ${token}))[greatest(1, cardinality(sent_forms) + 2 - ${SENT_FORMS_KEPT}):]`,
+    })
+    .where('id_hash', '=', idHash)
+    .where(sql<boolean>`not (${token} = any(sent_forms))`)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
 }
 
 export async function deleteSession(db: Db, idHash: string): Promise<void> {

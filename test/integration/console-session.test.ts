@@ -629,3 +629,34 @@ describe('review fixes', () => {
     );
   });
 });
+
+describe('one-time forms', () => {
+  it('refuses a form sent again with the same one-time token, and changes nothing the second time', async () => {
+    const session = await signedIn(server, 'reloader');
+    await session.get('/console/keys');
+    const once = 'B'.repeat(43);
+    const first = await session.post('/console/keys/rotate', { _once: once, immediate: 'true' });
+    expect(first.status).toBe(303);
+    const before = await keyCount();
+    await session.get('/console/keys');
+    const again = await session.post('/console/keys/rotate', { _once: once, immediate: 'true' });
+    expect(again.status).toBe(409);
+    expect(again.text).toContain('this form was already sent, and its answer is shown only once');
+    expect(await keyCount()).toBe(before);
+    const malformed = await session.post('/console/keys/rotate', { _once: 'short' });
+    expect(malformed.status).toBe(400);
+    // The session remembers the latest 50 tokens only.
+    for (let i = 0; i < 60; i++) {
+      const token = `${String(i).padStart(2, '0')}${'C'.repeat(41)}`;
+      expect((await session.post('/console/keys/rotate', { _once: token })).status).toBe(303);
+    }
+    const row = await server.app.db
+      .selectFrom('console_session')
+      .select('sent_forms')
+      .where('user_name', '=', 'reloader')
+      .executeTakeFirstOrThrow();
+    expect(row.sent_forms).toHaveLength(50);
+    expect(row.sent_forms.at(-1)).toBe(`59${'C'.repeat(41)}`);
+    expect(row.sent_forms[0]).toBe(`10${'C'.repeat(41)}`);
+  });
+});

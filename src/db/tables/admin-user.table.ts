@@ -26,6 +26,7 @@ export interface ConsoleSessionTable {
   user_name: string;
   csrf_token: string;
   notice: string | null;
+  sent_forms: ColumnType<string[], string[] | undefined, string[]>;
   created_at: Date;
   last_seen_at: Date;
   expires_at: Date;
