@@ -190,6 +190,9 @@ export function serveConsole(deps: ConsoleDeps) {
     ctx.set('Content-Security-Policy', CONTENT_SECURITY_POLICY);
     ctx.set('Cache-Control', 'no-store');
     ctx.set('X-Frame-Options', 'DENY');
+    // Not no-referrer (the default elsewhere): under it browsers send `Origin: null` with the console's own form
+    // posts, which the same-origin check must refuse. same-origin still sends nothing to other sites.
+    ctx.set('Referrer-Policy', 'same-origin');
     const ip = ctx.ip;
     let user: string | undefined;
     const record = (status: number, error?: MayflyError) => {

@@ -56,6 +56,9 @@ describe('pages', () => {
       expect(csp).not.toContain('unsafe-inline');
       expect(page.headers.get('cache-control')).toBe('no-store');
       expect(page.headers.get('x-frame-options')).toBe('DENY');
+      // Browsers then send the console's origin with its own form posts (under no-referrer they send `null`).
+      expect(page.headers.get('referrer-policy')).toBe('same-origin');
+      expect(page.text).not.toContain('name="referrer"');
       expect(page.headers.get('content-type')).toBe('text/html; charset=utf-8');
     }
     expect((await session.get('/console/no-such-page')).status).toBe(404);
