@@ -34,6 +34,12 @@ export const SIGN_IN_PATH = '/sign-in';
 const FORM_COOKIE_SECONDS = 3600;
 /** How long a browser stays known for the user who signed in with it. */
 const DEVICE_COOKIE_SECONDS = 30 * 86_400;
+/**
+ * Password checks running at once, at most: each costs 32 MiB and a thread of the pool that other crypto and DNS
+ * share, so a flood of sign-ins from many addresses is answered 503 rather than starving the token endpoint.
+ */
+const MAX_CONCURRENT_CHECKS = 8;
+
 /** One message for every wrong credential, so a failed sign-in does not tell which part was wrong. */
 const WRONG = 'The user name, password or authentication code is not right.';
 
@@ -64,6 +70,7 @@ function loggedName(name: string, row: AdminUserRow | undefined): { user?: strin
  */
 export function signInPages(deps: ConsoleDeps) {
   const limits = deps.limits;
+  let checksInFlight = 0;
   const path = `${CONSOLE_PREFIX}${SIGN_IN_PATH}`;
   const formCookie = consoleCookie(deps.issuer, 'mayfly-console-sign-in', path);
   const deviceCookie = consoleCookie(deps.issuer, 'mayfly-console-device', path);
@@ -212,9 +219,21 @@ export function signInPages(deps: ConsoleDeps) {
       return;
     }
 
+    if (checksInFlight >= MAX_CONCURRENT_CHECKS) {
+      deps.audit.consoleSignIn({ outcome: 'failure', ...logged, ip, reason: 'too many sign-ins at once' });
+      ctx.set('Retry-After', '1');
+      show(ctx, { user, status: 503, error: 'The server is busy signing others in. Try again in a moment.' });
+      return;
+    }
     // The session counts from the moment the credentials were read (see createSession).
     const checkedAt = deps.clock.now();
-    const reason = await check(row, field('password'), field('code'));
+    checksInFlight += 1;
+    let reason: string | undefined;
+    try {
+      reason = await check(row, field('password'), field('code'));
+    } finally {
+      checksInFlight -= 1;
+    }
     if (reason !== undefined || !row) {
       const outcome = await limits.recordFailure(failureKey, address);
       deps.audit.consoleSignIn({ outcome: 'failure', ...logged, ip, reason: reason ?? 'no such user' });

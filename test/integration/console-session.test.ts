@@ -663,3 +663,38 @@ describe('one-time forms', () => {
     expect(row.sent_forms[0]).toBe(`10${'C'.repeat(41)}`);
   });
 });
+
+describe('password checks at once', () => {
+  it('answers 503 beyond 8 concurrent password checks instead of queueing them all', async () => {
+    const busy = await startTestServer({
+      env: {
+        MAYFLY_CONSOLE_SIGNIN_PER_ADDRESS: '10000',
+        MAYFLY_CONSOLE_SIGNIN_PER_USER: '10000',
+        MAYFLY_AUTH_FAILURE_SLOW_AFTER: '1000',
+        MAYFLY_AUTH_FAILURE_BLOCK_AFTER: '2000',
+      },
+    });
+    try {
+      const sessions = await Promise.all(
+        Array.from({ length: 40 }, async () => {
+          const session = new ConsoleSession(busy);
+          await session.get('/console/sign-in');
+          return session;
+        }),
+      );
+      const answers = await Promise.all(
+        sessions.map((session, i) =>
+          session.post('/console/sign-in', { user: `flood-${i}`, password: 'not a real password' }),
+        ),
+      );
+      const statuses = answers.map((answer) => answer.status);
+      expect(statuses.filter((status) => status === 503).length).toBeGreaterThan(0);
+      expect(statuses.every((status) => status === 401 || status === 503)).toBe(true);
+      const busyAnswer = answers.find((answer) => answer.status === 503);
+      expect(busyAnswer?.headers.get('retry-after')).toBe('1');
+      expect(busyAnswer?.text).toContain('The server is busy signing others in.');
+    } finally {
+      await busy.close();
+    }
+  });
+});
