@@ -2,6 +2,7 @@ import {
   actionButton,
   checkbox,
   csrfInput,
+  onceInput,
   errorSummary,
   field,
   select,
@@ -352,7 +353,9 @@ function grantsFieldset(
               ${
                 resource.reserved
                   ? html`<p class="hint" id="hint-${name}">
-                      The admin API itself: admin:write lets this client change every setting of Mayfly.
+                      The admin API itself: admin:write lets this client change every setting of Mayfly. Only
+                      the scopes the client holds are listed, to keep or remove: they are given with the admin
+                      API or the mayfly CLI.
                     </p>`
                   : ''
               }
@@ -407,17 +410,75 @@ function introspectsFieldset(
   </fieldset>`;
 }
 
-function bearerCheckbox(checked: boolean, errors: FieldErrors | undefined): Html {
+const BEARER_HINT =
+  'Weakens security: anyone who obtains a Bearer token can use it, while a DPoP-bound token is useless without ' +
+  'the client’s private key. Only for clients that cannot send DPoP proofs; the audit log marks every request of ' +
+  'such a client.';
+
+function bearerCheckbox(checked: boolean, errors: FieldErrors | undefined, extraHint = ''): Html {
   return checkbox({
     name: 'bearer_allowed',
     label: 'Allow Bearer tokens (no DPoP)',
     checked,
-    hint:
-      'Weakens security: anyone who obtains a Bearer token can use it, while a DPoP-bound token is useless ' +
-      'without the client’s private key. Only for clients that cannot send DPoP proofs; the audit log marks ' +
-      'every request of such a client.',
+    hint: extraHint ? `${BEARER_HINT} ${extraHint}` : BEARER_HINT,
     errors,
   });
+}
+
+/**
+ * A setting of a client with rights on the admin API that the edit form shows without a control: its id is the one
+ * the control would have, so that an error summary's link still leads to it.
+ */
+function lockedSetting(
+  name: string,
+  label: string,
+  value: Html,
+  note: string,
+  errors: FieldErrors | undefined,
+): Html {
+  const error = errors?.[name];
+  return html`<div class="field${error ? ' invalid' : ''}" id="field-${name}">
+    <p><strong>${label}</strong></p>
+    ${value}
+    <p class="hint">${note}</p>
+    ${fieldError(name, errors)}
+  </div>`;
+}
+
+/** The DPoP settings of a client with rights on the admin API: they can be tightened here, never loosened. */
+function adminBindingFields(
+  client: ClientView,
+  values: ClientEditValues,
+  errors: FieldErrors | undefined,
+): Html {
+  const bearer = client.bearer_allowed
+    ? bearerCheckbox(
+        values.bearer_allowed,
+        errors,
+        'This client holds rights on the admin API: Bearer tokens can be turned off here, not allowed again.',
+      )
+    : lockedSetting(
+        'bearer_allowed',
+        'Bearer tokens (no DPoP)',
+        html`<p>Not allowed: every token is bound to a DPoP key.</p>`,
+        'This client holds rights on the admin API: its tokens stay bound to DPoP keys. Only the admin API or ' +
+          'the mayfly CLI can allow Bearer tokens for it.',
+        errors,
+      );
+  const pinned = client.dpop_jkts.length
+    ? html`<ul class="plain">
+        ${client.dpop_jkts.map((jkt) => html`<li><code>${jkt}</code></li>`)}
+      </ul>`
+    : html`<p>None: any key the client proves possession of.</p>`;
+  return html`${bearer}
+  ${lockedSetting(
+    'dpop_jkts',
+    'Pinned DPoP keys',
+    pinned,
+    'This client holds rights on the admin API: its pinned keys are changed with the admin API or the mayfly ' +
+      'CLI, not here.',
+    errors,
+  )}`;
 }
 
 function pinnedKeysField(value: string, errors: FieldErrors | undefined): Html {
@@ -448,7 +509,7 @@ export function newClientPage(
     'Register a client',
     html`${errorSummary(errors)}
       <form method="post" action="/console/clients/new" class="stack" novalidate>
-        ${csrfInput(context.csrf)}
+        ${csrfInput(context.csrf)} ${onceInput()}
         ${field({
           name: 'name',
           label: 'Name',
@@ -573,6 +634,11 @@ export interface ClientPageData {
   /** Resources offered in the edit form, for grants and for introspection rights. */
   grantable: readonly ResourceOption[];
   introspectable: readonly ResourceOption[];
+  /**
+   * Whether the client holds a right on the admin API's resource: its secret is not rotated and its DPoP binding
+   * not loosened here.
+   */
+  adminRights: boolean;
   /** The edit form as typed (after an error), else the client's values. */
   values?: ClientEditValues | undefined;
   /** The rotation form's overlap as typed (after an error). */
@@ -710,6 +776,24 @@ function details(client: ClientView, resources: readonly ResourceOption[]): Html
   </dl>`;
 }
 
+/** Rights the client holds on resources the edit form does not list (past the resources it loads): kept as they are. */
+function keptRights(data: ClientPageData): Html {
+  const { client } = data;
+  const grants = client.grants.filter((g) => !data.grantable.some((r) => r.identifier === g.resource));
+  const introspects = client.introspects.filter((i) => !data.introspectable.some((r) => r.identifier === i));
+  if (!grants.length && !introspects.length) return html``;
+  return html`<div class="warning" role="note">
+    <p>
+      This form lists only the first resources. The client’s rights on the others are kept as they are when
+      you save; change them with the admin API or the mayfly CLI:
+    </p>
+    <ul class="plain">
+      ${grants.map((g) => html`<li>grant on <code>${g.resource}</code>: ${g.scopes.join(' ')}</li>`)}
+      ${introspects.map((i) => html`<li>introspects <code>${i}</code></li>`)}
+    </ul>
+  </div>`;
+}
+
 function editSection(context: PageContext, data: ClientPageData): Html {
   const { client, errors } = data;
   const values = data.values ?? clientEditValues(client);
@@ -723,12 +807,26 @@ function editSection(context: PageContext, data: ClientPageData): Html {
           </p>`
         : ''
     }
+    ${
+      data.adminRights
+        ? html`<p class="warning" role="note">
+            This client holds rights on the admin API. Here they can be kept or removed, never added to, and
+            its DPoP binding can be tightened, never loosened: the rest is done with the admin API or the
+            mayfly CLI.
+          </p>`
+        : ''
+    }
     <form method="post" action="${clientHref(client.client_id)}" class="stack" novalidate>
       ${csrfInput(context.csrf)}
+      <input type="hidden" name="_version" value="${client.updated_at}" />
       ${field({ name: 'name', label: 'Name', value: values.name, errors, required: true, autocomplete: 'off' })}
       ${grantsFieldset(data.grantable, values.grants, errors, true)}
-      ${introspectsFieldset(data.introspectable, values.introspects, errors)}
-      ${bearerCheckbox(values.bearer_allowed, errors)} ${pinnedKeysField(values.dpop_jkts, errors)}
+      ${introspectsFieldset(data.introspectable, values.introspects, errors)} ${keptRights(data)}
+      ${
+        data.adminRights
+          ? adminBindingFields(client, values, errors)
+          : html`${bearerCheckbox(values.bearer_allowed, errors)} ${pinnedKeysField(values.dpop_jkts, errors)}`
+      }
       <div class="actions">
         <button type="submit" class="primary">Save changes</button>
       </div>
@@ -739,6 +837,16 @@ function editSection(context: PageContext, data: ClientPageData): Html {
 function rotateSection(context: PageContext, data: ClientPageData): Html {
   const { client } = data;
   if (client.auth_method === 'private_key_jwt') return html``;
+  if (data.adminRights) {
+    return html`<section aria-labelledby="rotate-heading">
+      <h2 id="rotate-heading">Rotate the secret</h2>
+      <p>
+        This client holds rights on the admin API, so its secret is an admin API credential: the console never
+        issues or shows one. Rotate it with the mayfly CLI,
+        <code>mayfly client rotate-secret ${client.client_id}</code>, or with the admin API.
+      </p>
+    </section>`;
+  }
   return html`<section aria-labelledby="rotate-heading">
     <h2 id="rotate-heading">Rotate the secret</h2>
     <p>
@@ -746,7 +854,7 @@ function rotateSection(context: PageContext, data: ClientPageData): Html {
       every instance of the client can switch without an outage.
     </p>
     <form method="post" action="${clientHref(client.client_id)}/rotate-secret" class="stack" novalidate>
-      ${csrfInput(context.csrf)}
+      ${csrfInput(context.csrf)} ${onceInput()}
       ${field({
         name: 'previous_secret_expires_in',
         label: 'Previous secret keeps working for (seconds, optional)',

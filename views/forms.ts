@@ -1,7 +1,17 @@
+import { randomBytes } from 'node:crypto';
+
 import { html, type Html } from './html.ts';
 
 /** Messages by form field name; `''` holds a message about the form as a whole. */
 export type FieldErrors = Readonly<Record<string, string>>;
+
+/**
+ * A one-time token for a form whose answer must not repeat (a new secret): the console refuses the form when it
+ * comes back with the same token, e.g. when its answer page is reloaded.
+ */
+export function onceInput(): Html {
+  return html`<input type="hidden" name="_once" value="${randomBytes(32).toString('base64url')}" />`;
+}
 
 export function csrfInput(token: string): Html {
   return html`<input type="hidden" name="_csrf" value="${token}" />`;

@@ -349,6 +349,7 @@ export function resourcePage(context: PageContext, data: ResourcePageData): Html
                 <h2 id="edit-heading">Edit</h2>
                 <form method="post" action="${resourceHref(resource)}" class="stack" novalidate>
                   ${csrfInput(context.csrf)}
+                  <input type="hidden" name="_version" value="${resource.updated_at}" />
                   ${field({
                     name: 'name',
                     label: 'Name',

@@ -197,12 +197,23 @@ async function checkOne(input: ConsoleSpec): Promise<Violation | undefined> {
   const before = last ?? (await fingerprint(server.app.db));
   const fields = Object.create(null) as Record<string, string[]>;
   for (const [name, v] of input.fields) (fields[name] ??= []).push(v);
-  if (input.token === 'valid') await session.get('/console/keys');
+  // A valid post is sent from its own page, as a browser sends it: the page's form token and, for edit forms, the
+  // version of the object it showed.
+  let version: string | undefined;
+  if (input.token === 'valid') {
+    const hasPage = CONSOLE_PAGES.some((other) => other.method === 'GET' && other.path === page.path);
+    const shown = await session.get(hasPage ? path : '/console/keys');
+    version = /name="_version" value="([^"]*)"/.exec(shown.text)?.[1];
+  }
   const csrf = input.token === 'valid' ? session.csrf : input.token === 'wrong' ? 'A'.repeat(43) : undefined;
   const response =
     page.method === 'GET'
       ? await session.get(target)
-      : await session.post(target, { ...fields, _csrf: csrf });
+      : await session.post(target, {
+          ...(version === undefined ? {} : { _version: version }),
+          ...fields,
+          _csrf: csrf,
+        });
   fuzzed += 1;
   const after = await fingerprint(server.app.db);
   last = after;

@@ -40,8 +40,9 @@ beforeAll(async () => {
   expect(createdResponse.status).toBe(303);
   const id = /^\/console\/resources\/(.+)$/.exec(createdResponse.location ?? '')?.[1] ?? '';
   made = { id, identifier };
-  await ada.get(`/console/resources/${id}`);
+  const page = await ada.get(`/console/resources/${id}`);
   const edited = await ada.post(`/console/resources/${id}`, {
+    _version: /name="_version" value="([^"]*)"/.exec(page.text)?.[1],
     name: 'Audited API v2',
     scopes: 'audit:read audit:write',
     token_ttl: '60',

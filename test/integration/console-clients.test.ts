@@ -162,6 +162,22 @@ async function secretClient(name: string, grants = [{ resource: API, scopes: ['r
 const register = (fields: Record<string, string | string[] | undefined>) =>
   writer.post('/console/clients/new', { auth_method: 'client_secret_basic', ...fields });
 
+/** The version the edit form on this page carries (its hidden `_version` field). */
+function versionOf(page: string): string | undefined {
+  const value = inputValue(page, '_version');
+  return typeof value === 'string' ? value : undefined;
+}
+
+/** Posts the edit form of a client, with the version of its page as just shown. */
+async function saveEdit(
+  id: string,
+  fields: Record<string, string | string[] | undefined>,
+): Promise<ConsoleResponse> {
+  const page = await writer.get(`/console/clients/${id}`);
+  expect(page.status).toBe(200);
+  return writer.post(`/console/clients/${id}`, { _version: versionOf(page.text), ...fields });
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 
 describe('registration', () => {
@@ -435,7 +451,7 @@ describe('one client', () => {
     expect(isChecked(page.text, `grant:${API}`, 'read')).toBe(true);
     expect(isChecked(page.text, `grant:${BILLING}`, 'invoices:read')).toBe(false);
 
-    const saved = await writer.post(`/console/clients/${id}`, {
+    const saved = await saveEdit(id, {
       name: 'after-edit',
       [`grant:${BILLING}`]: 'invoices:read',
       bearer_allowed: 'on',
@@ -453,7 +469,7 @@ describe('one client', () => {
       dpop_jkts: [key.thumbprint],
     });
 
-    const unchanged = await writer.post(`/console/clients/${id}`, {
+    const unchanged = await saveEdit(id, {
       name: 'after-edit',
       [`grant:${BILLING}`]: 'invoices:read',
       bearer_allowed: 'on',
@@ -567,7 +583,7 @@ describe('one client', () => {
     expect(errorSummary(deleted.text)?.text).toContain('Not deleted');
     expect(errorSummary(deleted.text)?.text).toContain('would lock every administrator out');
 
-    const stripped = await writer.post(`/console/clients/${adminId}`, { name: 'Mayfly admin' });
+    const stripped = await saveEdit(adminId, { name: 'Mayfly admin' });
     expect(stripped.status).toBe(409);
     expect(errorSummary(stripped.text)?.text).toContain('is the last enabled client with admin:write');
     expect(isChecked(stripped.text, `grant:${adminAudience}`, 'admin:write')).toBe(false);
@@ -624,10 +640,9 @@ describe('one client', () => {
       const { id } = await secretClient(`steady ${label}`);
       const before = await serviceClient(id);
       const current = { name: before.name, [`grant:${API}`]: 'read' };
-      const answer = await writer.post(
-        `/console/clients/${id}${action}`,
-        action ? fields : { ...current, ...fields },
-      );
+      const answer = action
+        ? await writer.post(`/console/clients/${id}${action}`, fields)
+        : await saveEdit(id, { ...current, ...fields });
       expect(answer.status).toBe(status);
       expect(fieldError(answer.text, field)).toContain(message);
       expect(errorSummary(answer.text)?.links).toContain(`field-${field}`);
@@ -642,7 +657,7 @@ describe('one client', () => {
   it('refuses a grant on the admin API for a client that holds none', async () => {
     const { id } = await secretClient('no-admin-here');
     const before = await serviceClient(id);
-    const answer = await writer.post(`/console/clients/${id}`, {
+    const answer = await saveEdit(id, {
       name: 'no-admin-here',
       [`grant:${API}`]: 'read',
       [`grant:${adminAudience}`]: 'admin:read',
@@ -831,7 +846,25 @@ describe('markup', () => {
     const { id } = await secretClient('markup');
     const created = await register({ name: 'markup-secret', [`grant:${API}`]: 'read' });
     const invalid = await register({ name: '', [`grant:${API}`]: 'nope', dpop_jkts: 'x' });
+    const admin = await server.createClient({
+      name: 'markup-admin',
+      grants: [{ resource: adminAudience, scopes: ['admin:read'] }],
+      dpop_jkts: [key.thumbprint],
+    });
+    const adminPage = await writer.get(`/console/clients/${admin.client.id}`);
     const pages = [
+      adminPage.text,
+      (await writer.post(`/console/clients/${admin.client.id}/rotate-secret`, {})).text,
+      (
+        await writer.post(`/console/clients/${admin.client.id}`, {
+          _version: versionOf(adminPage.text),
+          name: 'markup-admin',
+          [`grant:${adminAudience}`]: ['admin:read', 'admin:write'],
+          bearer_allowed: 'on',
+          dpop_jkts: '',
+        })
+      ).text,
+      (await writer.post(`/console/clients/${id}`, { _version: '2000-01-01T00:00:00.000Z', name: 'x' })).text,
       (await writer.get('/console/clients')).text,
       (await writer.get('/console/clients?status=bogus')).text,
       (await writer.get('/console/clients/new')).text,

@@ -59,6 +59,11 @@ function inputValue(page: ConsoleResponse, name: string): string | undefined {
   return match?.[1] === undefined ? undefined : unescape(match[1]);
 }
 
+/** The version the edit form carries (its hidden `_version` field). */
+function versionOf(page: ConsoleResponse): string | undefined {
+  return /<input type="hidden" name="_version" value="([^"]*)" \/>/.exec(page.text)?.[1];
+}
+
 function textareaValue(page: ConsoleResponse, name: string): string | undefined {
   const match = new RegExp(`<textarea\\s+id="field-${name}"[^>]*>\\n([\\s\\S]*?)</textarea>`).exec(page.text);
   return match?.[1] === undefined ? undefined : unescape(match[1]);
@@ -110,6 +115,7 @@ async function editThroughForm(id: string, fields: Fields): Promise<ConsoleRespo
   const page = await writer.get(`/console/resources/${id}`);
   expect(page.status).toBe(200);
   return writer.post(`/console/resources/${id}`, {
+    _version: versionOf(page),
     name: fields.name ?? inputValue(page, 'name'),
     scopes: fields.scopes ?? textareaValue(page, 'scopes'),
     token_ttl: fields.token_ttl ?? inputValue(page, 'token_ttl'),

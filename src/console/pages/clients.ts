@@ -1,6 +1,6 @@
 import type { Client, ClientWithSecret } from '../../clients/client.schemas.ts';
 import { ClientInput, ClientUpdate } from '../../clients/client.schemas.ts';
-import type { Resource } from '../../clients/resource.schemas.ts';
+import { ResourceIdentifier, type Resource } from '../../clients/resource.schemas.ts';
 import { MayflyError, type ErrorDetail } from '../../errors.ts';
 import {
   clientPage,
@@ -15,6 +15,7 @@ import {
   type ClientFilters,
   type ClientFormValues,
   type ClientPageData,
+  type ResourceOption,
 } from '../../../views/clients.ts';
 import type { FieldErrors } from '../../../views/forms.ts';
 import type { ConsolePage, ConsoleRequest, ConsoleResult } from '../console.ts';
@@ -28,12 +29,24 @@ interface Page<T> {
 
 /** Clients listed per page. */
 const PAGE_SIZE = '50';
+
 /** Resources offered in the forms: enough pages of 200 for any real deployment. */
 const MAX_RESOURCE_PAGES = 25;
+/**
+ * Resources beyond the loaded pages that one request may look up by identifier: a client holds at most 100 grants
+ * and 100 introspection rights.
+ */
+const MAX_LOOKUPS = 200;
 
 const clientHref = (clientId: string) => `/console/clients/${encodeURIComponent(clientId)}`;
 
-async function loadResources(request: ConsoleRequest): Promise<Resource[]> {
+/** The resources the forms offer, and whether they are every resource (false past MAX_RESOURCE_PAGES pages). */
+interface ResourceCatalog {
+  resources: Resource[];
+  complete: boolean;
+}
+
+async function loadResources(request: ConsoleRequest): Promise<ResourceCatalog> {
   const resources: Resource[] = [];
   let cursor: string | undefined;
   for (let page = 0; page < MAX_RESOURCE_PAGES; page++) {
@@ -41,10 +54,40 @@ async function loadResources(request: ConsoleRequest): Promise<Resource[]> {
       query: { limit: '200', ...(cursor === undefined ? {} : { cursor }) },
     });
     resources.push(...result.items);
-    if (result.next_cursor === null) break;
+    if (result.next_cursor === null) return { resources, complete: true };
     cursor = result.next_cursor;
   }
-  return resources;
+  return { resources, complete: false };
+}
+
+/**
+ * Identifiers of the reserved resources (the admin API's own) among the loaded ones and `named`. When there are more
+ * resources than the forms load, each named one that was not loaded is looked up, so that the admin API's resource
+ * is recognised however many resources there are.
+ */
+async function reservedAmong(
+  request: ConsoleRequest,
+  catalog: ResourceCatalog,
+  named: Iterable<string>,
+): Promise<Set<string>> {
+  const reserved = new Set(catalog.resources.filter((r) => r.reserved).map((r) => r.identifier));
+  if (catalog.complete) return reserved;
+  const loaded = new Set(catalog.resources.map((r) => r.identifier));
+  // An identifier that is not one names no resource: the admin API refuses it with the rest of the form.
+  const unloaded = [...new Set(named)].filter(
+    (identifier) => !loaded.has(identifier) && ResourceIdentifier.safeParse(identifier).success,
+  );
+  if (unloaded.length > MAX_LOOKUPS) {
+    throw new MayflyError(
+      'invalid_input',
+      `the form names ${unloaded.length} resources: a client holds at most 100 grants and 100 introspection rights`,
+    );
+  }
+  for (const identifier of unloaded) {
+    const found = await request.admin<Page<Resource>>('listResources', { query: { identifier, limit: '1' } });
+    if (found.items.some((r) => r.reserved)) reserved.add(identifier);
+  }
+  return reserved;
 }
 
 const loadClient = (request: ConsoleRequest): Promise<Client> =>
@@ -97,22 +140,110 @@ function addProblem(problems: Problems, key: string, message: string): void {
   problems.set(key, previous === undefined ? message : `${previous} ${message}`);
 }
 
-/** Grants and rights on a resource the form does not offer (the admin API's own) are refused here. */
-function refuseUnoffered(
+const reservedMessage = (identifier: string) =>
+  `${identifier} is the admin API's own resource: rights on it are given with the admin API or the mayfly CLI, ` +
+  'not this form.';
+
+/** Registration: no right on the admin API's own resource is ever given through the console. */
+function refuseReserved(
   values: Pick<ClientFormValues, 'grants' | 'introspects'>,
-  reserved: readonly Resource[],
-  offered: { grants: ReadonlySet<string>; introspects: ReadonlySet<string> },
+  reserved: ReadonlySet<string>,
   problems: Problems,
 ): void {
-  for (const resource of reserved) {
-    const message =
-      `${resource.identifier} is the admin API's own resource: rights on it are given with the admin API or ` +
-      'the mayfly CLI, not this form.';
-    if (values.grants.has(resource.identifier) && !offered.grants.has(resource.identifier))
-      addProblem(problems, 'grants', message);
-    if (values.introspects.includes(resource.identifier) && !offered.introspects.has(resource.identifier))
-      addProblem(problems, 'introspects', message);
+  for (const identifier of values.grants.keys()) {
+    if (reserved.has(identifier)) addProblem(problems, 'grants', reservedMessage(identifier));
   }
+  for (const identifier of values.introspects) {
+    if (reserved.has(identifier)) addProblem(problems, 'introspects', reservedMessage(identifier));
+  }
+}
+
+/**
+ * Editing: the rights a client holds on the admin API's own resource can be kept or removed, never added to; and a
+ * client holding any of them keeps its DPoP binding (no Bearer exception given, pinned keys unchanged).
+ */
+function refuseAdminChanges(
+  values: ClientEditValues,
+  posted: FormValues,
+  state: ClientState,
+  problems: Problems,
+): void {
+  const { client, reserved } = state;
+  for (const [identifier, scopes] of values.grants) {
+    if (!reserved.has(identifier)) continue;
+    const held = client.grants.find((grant) => grant.resource === identifier)?.scopes ?? [];
+    const added = scopes.filter((scope) => !held.includes(scope));
+    if (!added.length) continue;
+    if (!held.length) {
+      addProblem(problems, 'grants', reservedMessage(identifier));
+    } else {
+      const offered = state.grantable.some((resource) => resource.identifier === identifier);
+      addProblem(
+        problems,
+        offered ? grantField(identifier) : 'grants',
+        `${added.join(' ')}: not held by this client. ${identifier} is the admin API's own resource: this form ` +
+          'can keep or remove the scopes a client holds on it, never add one; give it with the admin API or the ' +
+          'mayfly CLI.',
+      );
+    }
+  }
+  for (const identifier of values.introspects) {
+    if (reserved.has(identifier) && !client.introspects.includes(identifier))
+      addProblem(problems, 'introspects', reservedMessage(identifier));
+  }
+  if (!state.adminRights) return;
+  if (values.bearer_allowed && !client.bearer_allowed) {
+    addProblem(
+      problems,
+      'bearer_allowed',
+      `${client.name} holds rights on the admin API: Bearer tokens are not allowed for it here; only the admin ` +
+        'API or the mayfly CLI can make that exception.',
+    );
+  }
+  if (posted.dpop_jkts !== undefined && !sameList(thumbprints(values.dpop_jkts), client.dpop_jkts)) {
+    addProblem(
+      problems,
+      'dpop_jkts',
+      `${client.name} holds rights on the admin API: its pinned DPoP keys are changed with the admin API or the ` +
+        'mayfly CLI, not here.',
+    );
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The version of an edit form
+
+const VERSION_FIELD = '_version';
+const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?Z$/;
+
+/**
+ * An edit form carries the `updated_at` of what it shows: a save from a form shown before a change made since is
+ * refused (409) rather than undoing that change, and a form without a readable version is refused (400).
+ */
+export function versionProblem(
+  form: FormValues,
+  current: string,
+  what: 'client' | 'resource',
+): { status: number; message: string } | undefined {
+  const posted = form[VERSION_FIELD];
+  if (typeof posted !== 'string' || !ISO_INSTANT.test(posted) || Number.isNaN(Date.parse(posted))) {
+    return {
+      status: 400,
+      message:
+        `Nothing was saved: this form has no valid version (its hidden ${VERSION_FIELD} field is missing or ` +
+        `malformed), so it cannot be checked against changes made since it was shown. The current values of the ` +
+        `${what} are below: make your change again and save.`,
+    };
+  }
+  if (Date.parse(posted) !== Date.parse(current)) {
+    return {
+      status: 409,
+      message:
+        `This ${what} was changed by someone else since you opened this page: review the current values below ` +
+        'and save again.',
+    };
+  }
+  return undefined;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -234,10 +365,11 @@ const ROTATE_FIELDS = new Set(['previous_secret_expires_in']);
 
 async function register(request: ConsoleRequest): Promise<ConsoleResult> {
   requireWrite(request);
-  const resources = await loadResources(request);
-  const offered = resources.filter((resource) => !resource.reserved);
-  const offeredIds = new Set(offered.map((resource) => resource.identifier));
   const values = readClientForm(request.form);
+  const catalog = await loadResources(request);
+  const reserved = await reservedAmong(request, catalog, [...values.grants.keys(), ...values.introspects]);
+  const offered = catalog.resources.filter((resource) => !reserved.has(resource.identifier));
+  const offeredIds = new Set(offered.map((resource) => resource.identifier));
   const problems: Problems = new Map();
 
   let jwks: unknown;
@@ -253,12 +385,7 @@ async function register(request: ConsoleRequest): Promise<ConsoleResult> {
       );
     }
   }
-  refuseUnoffered(
-    values,
-    resources.filter((resource) => resource.reserved),
-    { grants: offeredIds, introspects: offeredIds },
-    problems,
-  );
+  refuseReserved(values, reserved, problems);
 
   const grants = [...values.grants].map(([resource, scopes]) => ({ resource, scopes }));
   const dpopJkts = thumbprints(values.dpop_jkts);
@@ -308,19 +435,43 @@ async function register(request: ConsoleRequest): Promise<ConsoleResult> {
 
 interface ClientState {
   client: Client;
+  /** Every resource loaded, for the names in the details. */
   resources: Resource[];
-  grantable: Resource[];
+  /** Identifiers of the reserved resources (the admin API's own) among those loaded and those the client names. */
+  reserved: ReadonlySet<string>;
+  /**
+   * Whether the client holds a right on the admin API's resource: its credentials and DPoP binding are then left
+   * to the admin API and the CLI.
+   */
+  adminRights: boolean;
+  /** Resources the edit form offers: on the admin API's, only the scopes the client holds, to keep or remove. */
+  grantable: ResourceOption[];
   introspectable: Resource[];
 }
 
-/** The client and the resources its edit form offers: all but the admin API's, unless the client holds rights on it. */
-async function loadClientState(request: ConsoleRequest): Promise<ClientState> {
-  const [client, resources] = await Promise.all([loadClient(request), loadResources(request)]);
+/**
+ * The client and the resources its edit form offers: every resource loaded but the admin API's, whose rights the
+ * client already holds are offered only to be kept or removed. `named`: identifiers a posted form names.
+ */
+async function loadClientState(request: ConsoleRequest, named: Iterable<string> = []): Promise<ClientState> {
+  const [client, catalog] = await Promise.all([loadClient(request), loadResources(request)]);
+  const held = [...client.grants.map((grant) => grant.resource), ...client.introspects];
+  const reserved = await reservedAmong(request, catalog, [...held, ...named]);
+  const heldScopes = (identifier: string) =>
+    client.grants.find((grant) => grant.resource === identifier)?.scopes ?? [];
   return {
     client,
-    resources,
-    grantable: resources.filter((r) => !r.reserved || client.grants.some((g) => g.resource === r.identifier)),
-    introspectable: resources.filter((r) => !r.reserved || client.introspects.includes(r.identifier)),
+    resources: catalog.resources,
+    reserved,
+    adminRights: held.some((identifier) => reserved.has(identifier)),
+    grantable: catalog.resources.flatMap((resource): ResourceOption[] => {
+      if (!reserved.has(resource.identifier)) return [resource];
+      const scopes = resource.scopes.filter((scope) => heldScopes(resource.identifier).includes(scope));
+      return scopes.length ? [{ ...resource, scopes }] : [];
+    }),
+    introspectable: catalog.resources.filter(
+      (resource) => !reserved.has(resource.identifier) || client.introspects.includes(resource.identifier),
+    ),
   };
 }
 
@@ -336,6 +487,7 @@ function showClient(
       resources: state.resources,
       grantable: state.grantable,
       introspectable: state.introspectable,
+      adminRights: state.adminRights,
       defaultOverlapSeconds: request.deps.admin.secretOverlapSeconds,
       ...extra,
     }),
@@ -349,37 +501,56 @@ const sameList = (a: readonly string[], b: readonly string[]) =>
 const grantKey = (grants: readonly { resource: string; scopes: readonly string[] }[]) =>
   JSON.stringify(grants.map((g) => [g.resource, sorted(g.scopes)]).sort());
 
+/**
+ * The grants and introspection rights to save: as ticked for the resources the form offers, and as the client
+ * holds them for the others (beyond the resources the form loads), which the form could not show.
+ */
+function mergedRights(
+  values: ClientEditValues,
+  state: ClientState,
+): { grants: { resource: string; scopes: string[] }[]; introspects: string[] } {
+  const { client } = state;
+  const grantable = new Set(state.grantable.map((resource) => resource.identifier));
+  const introspectable = new Set(state.introspectable.map((resource) => resource.identifier));
+  const grants = [...values.grants].map(([resource, scopes]) => ({ resource, scopes: [...scopes] }));
+  for (const grant of client.grants) {
+    if (!grantable.has(grant.resource) && !values.grants.has(grant.resource)) grants.push(grant);
+  }
+  const introspects = [...values.introspects];
+  for (const identifier of client.introspects) {
+    if (!introspectable.has(identifier) && !introspects.includes(identifier)) introspects.push(identifier);
+  }
+  return { grants, introspects };
+}
+
 async function edit(request: ConsoleRequest): Promise<ConsoleResult> {
   requireWrite(request);
-  const state = await loadClientState(request);
+  const values: ClientEditValues = readClientForm(request.form);
+  const state = await loadClientState(request, [...values.grants.keys(), ...values.introspects]);
   const { client } = state;
-  const form = readClientForm(request.form);
-  const values: ClientEditValues = form;
-  const grants = [...values.grants].map(([resource, scopes]) => ({ resource, scopes }));
-  const dpopJkts = thumbprints(values.dpop_jkts);
-  const grantable = new Set(state.grantable.map((r) => r.identifier));
+  const stale = versionProblem(request.form, client.updated_at, 'client');
+  if (stale) return showClient(request, state, { errors: { '': stale.message } }, stale.status);
+
   const problems: Problems = new Map();
-  refuseUnoffered(
-    values,
-    state.resources.filter((r) => r.reserved),
-    { grants: grantable, introspects: new Set(state.introspectable.map((r) => r.identifier)) },
-    problems,
-  );
+  refuseAdminChanges(values, request.form, state, problems);
+  const { grants, introspects } = mergedRights(values, state);
+  // A client with rights on the admin API keeps its pinned keys (its form shows them without a field).
+  const dpopJkts = state.adminRights ? client.dpop_jkts : thumbprints(values.dpop_jkts);
 
   // Only what changed, so the audit trail shows the change and untouched settings are left alone.
   const body = {
     ...(values.name !== client.name ? { name: values.name } : {}),
     ...(grantKey(grants) !== grantKey(client.grants) ? { grants } : {}),
-    ...(!sameList(values.introspects, client.introspects) ? { introspects: values.introspects } : {}),
+    ...(!sameList(introspects, client.introspects) ? { introspects } : {}),
     ...(values.bearer_allowed !== client.bearer_allowed ? { bearer_allowed: values.bearer_allowed } : {}),
     ...(dpopJkts.join('\n') !== client.dpop_jkts.join('\n') ? { dpop_jkts: dpopJkts } : {}),
   };
   const target: ErrorTarget = {
     fields: EDIT_FIELDS,
     grants,
-    introspects: values.introspects,
+    introspects,
     dpopJkts,
-    offered: grantable,
+    offered: new Set(state.grantable.map((resource) => resource.identifier)),
   };
   if (problems.size) {
     const page = withSchemaProblems(problems, ClientUpdate, body, target);
@@ -423,8 +594,26 @@ async function setEnabled(request: ConsoleRequest, enabled: boolean): Promise<Co
   }
 }
 
+/**
+ * Why the console never issues a secret of a client with rights on the admin API: the secret would be an admin API
+ * credential, shown to whoever uses the console.
+ */
+const adminCredentials = (client: Client) =>
+  `${client.name} holds rights on the admin API, so its secret is an admin API credential: the console never ` +
+  `issues or shows one. Rotate it with the mayfly CLI (mayfly client rotate-secret ${client.client_id}) or the ` +
+  'admin API.';
+
 async function rotate(request: ConsoleRequest): Promise<ConsoleResult> {
   requireWrite(request);
+  const state = await loadClientState(request);
+  if (state.adminRights) {
+    return showClient(
+      request,
+      state,
+      { errors: { '': `Not rotated: ${adminCredentials(state.client)}` } },
+      403,
+    );
+  }
   const overlap = text(request.form, 'previous_secret_expires_in').trim();
   const target: ErrorTarget = {
     fields: ROTATE_FIELDS,
@@ -433,8 +622,8 @@ async function rotate(request: ConsoleRequest): Promise<ConsoleResult> {
     dpopJkts: [],
     offered: new Set(),
   };
-  const again = async (page: ErrorPage) =>
-    showClient(request, await loadClientState(request), { overlap, errors: page.errors }, page.status);
+  const again = (page: ErrorPage) =>
+    showClient(request, state, { overlap, errors: page.errors }, page.status);
   if (overlap && !/^\d+$/.test(overlap)) {
     return again({
       errors: {
@@ -489,7 +678,7 @@ async function listClients(request: ConsoleRequest): Promise<ConsoleResult> {
     const value = request.query[name]?.trim();
     if (value) filters[name] = value;
   }
-  const resources = await loadResources(request);
+  const { resources } = await loadResources(request);
   try {
     const page = await request.admin<Page<Client>>('listClients', {
       query: { ...filters, limit: PAGE_SIZE },
@@ -532,7 +721,7 @@ export const CLIENT_PAGES: readonly ConsolePage[] = [
     path: '/clients/new',
     async handle(request) {
       requireWrite(request);
-      const resources = (await loadResources(request)).filter((resource) => !resource.reserved);
+      const resources = (await loadResources(request)).resources.filter((resource) => !resource.reserved);
       return { html: newClientPage(request.page, resources, emptyClientForm()) };
     },
   },

@@ -1,6 +1,7 @@
 import { MayflyError } from '../../errors.ts';
 import { keysPage, revokeKeyPage, type KeyView } from '../../../views/keys.ts';
 import type { ConsolePage } from '../console.ts';
+import { requireWrite } from '../http.ts';
 
 const listKeys = async (admin: (id: string) => Promise<unknown>) =>
   ((await admin('listSigningKeys')) as { items: KeyView[] }).items;
@@ -15,6 +16,7 @@ export const KEY_PAGES: readonly ConsolePage[] = [
     method: 'POST',
     path: '/keys/rotate',
     async handle(request) {
+      requireWrite(request);
       const immediate = request.form.immediate === 'true';
       const result = await request.admin<{ key: KeyView; created: boolean }>('rotateSigningKey', {
         body: { immediate },
@@ -31,6 +33,7 @@ export const KEY_PAGES: readonly ConsolePage[] = [
     method: 'GET',
     path: '/keys/{kid}/revoke',
     async handle(request) {
+      requireWrite(request);
       const key = (await listKeys(request.admin)).find((candidate) => candidate.kid === request.params.kid);
       if (!key) throw new MayflyError('key_not_found', `no signing key with id ${request.params.kid ?? ''}`);
       return { html: revokeKeyPage(request.page, key) };
@@ -40,6 +43,7 @@ export const KEY_PAGES: readonly ConsolePage[] = [
     method: 'POST',
     path: '/keys/{kid}/revoke',
     async handle(request) {
+      requireWrite(request);
       const result = await request.admin<{ key: KeyView; signing_kid: string }>('revokeSigningKey', {
         params: { kid: request.params.kid },
       });

@@ -17,6 +17,7 @@ import {
 import type { ConsolePage, ConsoleRequest, ConsoleResult } from '../console.ts';
 import { requireWrite } from '../http.ts';
 import type { FormValues } from '../http.ts';
+import { versionProblem } from './clients.ts';
 
 interface Page<T> {
   items: T[];
@@ -250,6 +251,15 @@ const sameScopes = (a: readonly string[], b: readonly string[]) =>
 async function updatePage(request: ConsoleRequest): Promise<ConsoleResult> {
   requireWrite(request);
   const resource = await loadResource(request);
+  // The reserved resource has no edit form: the admin API answers why it cannot be changed.
+  const stale = resource.reserved ? undefined : versionProblem(request.form, resource.updated_at, 'resource');
+  if (stale) {
+    return showResource(request, resource, {
+      values: storedValues(resource),
+      errors: { '': stale.message },
+      status: stale.status,
+    });
+  }
   const values = { ...formValues(request.form), identifier: resource.identifier };
   const scopes = splitScopes(values.scopes);
   const name = values.name.trim();
