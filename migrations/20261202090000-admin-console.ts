@@ -13,9 +13,9 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('totp_last_step', 'bigint')
     // Wrong codes given after the right password, in a row: the second factor locks at a threshold.
     .addColumn('totp_failures', 'integer', (col) => col.notNull().defaultTo(0))
-    // Sessions started (their credentials checked) before this instant are over: a new password, a new second
-    // factor or a disabling ends them even when it races a sign-in.
-    .addColumn('credentials_changed_at', 'timestamptz', (col) => col.notNull().defaultTo(sql`now()`))
+    // Raised by every new password, new or removed second factor and disabling. A session holds the version of
+    // the credentials it was signed in with and ends when they differ, even when the change raced the sign-in.
+    .addColumn('credentials_version', 'integer', (col) => col.notNull().defaultTo(0))
     .addColumn('disabled_at', 'timestamptz')
     .addColumn('created_at', 'timestamptz', (col) => col.notNull().defaultTo(sql`now()`))
     .addColumn('updated_at', 'timestamptz', (col) => col.notNull().defaultTo(sql`now()`))
@@ -31,6 +31,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('user_name', 'text', (col) =>
       col.notNull().references('admin_user.name').onDelete('cascade').onUpdate('cascade'),
     )
+    .addColumn('credentials_version', 'integer', (col) => col.notNull())
     .addColumn('csrf_token', 'text', (col) => col.notNull())
     // A message for the next page shown (after a change and its redirect), then cleared.
     .addColumn('notice', 'text')

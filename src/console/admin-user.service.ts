@@ -85,7 +85,6 @@ export async function createAdminUser(
         totp_secret: secret ? sealTotp(deps, input.name, secret) : null,
         totp_last_step: null,
         disabled_at: null,
-        credentials_changed_at: now,
         created_at: now,
         updated_at: now,
       })
@@ -148,7 +147,7 @@ export async function updateAdminUser(
         disabled_at: disabledAt,
         totp_secret: totpSecret,
         ...(update.totp === undefined ? {} : { totp_last_step: null, totp_failures: 0 }),
-        ...(credentialsChanged ? { credentials_changed_at: now } : {}),
+        ...(credentialsChanged ? { credentials_version: current.credentials_version + 1 } : {}),
         updated_at: now,
       })
       .where('name', '=', name)
@@ -228,6 +227,8 @@ export async function claimTotpStep(db: Db, name: string, step: number): Promise
     .updateTable('admin_user')
     .set({ totp_last_step: step })
     .where('name', '=', name)
+    // Not once the second factor is locked, whatever requests were in flight when it locked.
+    .where('totp_failures', '<', TOTP_LOCK_AFTER)
     .where((eb) => eb.or([eb('totp_last_step', 'is', null), eb('totp_last_step', '<', step)]))
     .executeTakeFirst();
   return Number(result.numUpdatedRows) === 1;

@@ -35,7 +35,11 @@ let decoy: Promise<string> | undefined;
 
 /** Whether `password` matches `stored`; with `stored` undefined, spends the same time and answers false. */
 export async function verifyPassword(password: string, stored: string | undefined): Promise<boolean> {
-  const hash = stored ?? (await (decoy ??= hashPassword(randomBytes(16).toString('base64url'))));
+  decoy ??= hashPassword(randomBytes(16).toString('base64url')).catch((error: unknown) => {
+    decoy = undefined;
+    throw error;
+  });
+  const hash = stored ?? (await decoy);
   const [scheme, log2n, r, p, salt, key] = hash.split('$');
   if (scheme !== 'scrypt' || !log2n || !r || !p || !salt || !key) return false;
   const expected = Buffer.from(key, 'base64url');

@@ -24,22 +24,22 @@ export function newSecret(): string {
 }
 
 /**
- * `checkedAt`: when the credentials were read for checking. The session counts from then, so a credential change
- * committed while they were being checked ends it (see findSession).
+ * `credentialsVersion`: the version of the user's credentials as read for checking them. A credential change
+ * committed after that read, even while they were being checked, ends the session (see findSession).
  */
 export async function createSession(
   db: Db,
-  userName: string,
-  checkedAt: Date,
+  user: { name: string; credentials_version: number },
+  now: Date,
   lifetimeSeconds: number,
 ): Promise<{ id: string }> {
-  const now = checkedAt;
   const id = newSecret();
   await db
     .insertInto('console_session')
     .values({
       id_hash: hashSessionId(id),
-      user_name: userName,
+      user_name: user.name,
+      credentials_version: user.credentials_version,
       csrf_token: newSecret(),
       notice: null,
       created_at: now,
@@ -68,7 +68,7 @@ export async function findSession(
     .where('s.expires_at', '>', now)
     .where('s.last_seen_at', '>', new Date(now.getTime() - idleSeconds * 1000))
     .where('u.disabled_at', 'is', null)
-    .whereRef('s.created_at', '>=', 'u.credentials_changed_at')
+    .whereRef('s.credentials_version', '=', 'u.credentials_version')
     .executeTakeFirst();
   if (!row) return undefined;
   return {

@@ -1,4 +1,4 @@
-import { createHash, createHmac } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 
 import type { Context } from 'koa';
 
@@ -35,10 +35,13 @@ const FORM_COOKIE_SECONDS = 3600;
 /** How long a browser stays known for the user who signed in with it. */
 const DEVICE_COOKIE_SECONDS = 30 * 86_400;
 /**
- * Password checks running at once, at most: each costs 32 MiB and a thread of the pool that other crypto and DNS
- * share, so a flood of sign-ins from many addresses is answered 503 rather than starving the token endpoint.
+ * Password checks running at once, at most. Each costs 32 MiB and holds a thread of libuv's pool, which the token
+ * endpoint's WebCrypto signing and verification share: two of its threads are always left free (one, for sign-ins
+ * from a browser the user signed in with before), and a flood of sign-ins is answered 503 instead.
  */
-const MAX_CONCURRENT_CHECKS = 8;
+const POOL_THREADS = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+const MAX_CHECKS = Math.max(1, POOL_THREADS - 2);
+const MAX_CHECKS_KNOWN_DEVICE = Math.max(1, POOL_THREADS - 1);
 
 /** One message for every wrong credential, so a failed sign-in does not tell which part was wrong. */
 const WRONG = 'The user name, password or authentication code is not right.';
@@ -48,22 +51,17 @@ const NOTICES: Readonly<Record<string, string>> = {
   signed_out: 'You have signed out.',
 };
 
-/**
- * A name typed at sign-in that names no user is logged as a short hash only: people sometimes type their password
- * into the name field.
- */
-function loggedName(name: string, row: AdminUserRow | undefined): { user?: string; unknown_user?: string } {
-  return row
-    ? { user: row.name }
-    : { unknown_user: createHash('sha256').update(name).digest('hex').slice(0, 16) };
+/** Postgres (and PGlite) SQLSTATE 23503: the referenced row is gone. */
+function isForeignKeyViolation(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === '23503';
 }
 
 /**
  * Sign-in: a user name, a password and, for users with a second factor, a TOTP code.
  *
- * - Attempts are limited per source address (IPv6 by /64) and per user name before any password is checked. The
- *   per-user limit does not apply in a browser the user signed in with before (a signed "device" cookie): others
- *   spending it cannot lock the user out of a known browser.
+ * - Attempts are limited per source address (IPv6 by /64) and per user name before any password is checked. A
+ *   browser the user signed in with before (a signed "device" cookie, void once the credentials change) has a
+ *   budget of its own instead of the user's: others spending the user's cannot lock the user out of it.
  * - Repeated failures for one user from one address are slowed, then blocked (the protocol endpoints' backoff).
  * - After TOTP_LOCK_AFTER wrong codes in a row following the right password, the second factor locks until an
  *   administrator enrols a new one.
@@ -76,21 +74,44 @@ export function signInPages(deps: ConsoleDeps) {
   const deviceCookie = consoleCookie(deps.issuer, 'mayfly-console-device', path);
   const sessionCookie = consoleCookie(deps.issuer, 'mayfly-console', CONSOLE_PREFIX);
 
-  const deviceMac = (name: string, issued: number) =>
-    createHmac('sha256', deps.deviceKey).update(`${name}\n${issued}`).digest('base64url');
+  const mac = (text: string) => createHmac('sha256', deps.deviceKey).update(text).digest('base64url');
 
-  /** Whether the browser holds a device cookie for `name`, issued less than DEVICE_COOKIE_SECONDS ago. */
-  function knownDevice(ctx: Context, name: string): boolean {
-    const [encoded, issuedText, mac] = (readCookie(ctx, deviceCookie) ?? '').split('.');
-    if (!encoded || !issuedText || !mac || !/^\d{1,12}$/.test(issuedText)) return false;
+  /**
+   * A name typed at sign-in that names no user is logged as a keyed hash only: people sometimes type their password
+   * into the name field, and a plain hash of a password could be reversed with a dictionary.
+   */
+  const loggedName = (name: string, row: AdminUserRow | undefined) =>
+    row ? { user: row.name } : { unknown_user: mac(`unknown user\n${name}`).slice(0, 16) };
+
+  /**
+   * The device cookie: `<name>.<credentials version>.<issued>.<mac>`. It names the credentials it was earned with,
+   * so a new password (or a user deleted and created again) voids every earlier cookie.
+   */
+  const deviceValue = (name: string, version: number, issued: number) =>
+    [
+      Buffer.from(name).toString('base64url'),
+      version,
+      issued,
+      mac(`device\n${name}\n${version}\n${issued}`),
+    ].join('.');
+
+  /**
+   * An id of the browser's device cookie when it is valid for `row`'s current credentials and less than
+   * DEVICE_COOKIE_SECONDS old; undefined otherwise.
+   */
+  function knownDevice(ctx: Context, row: AdminUserRow | undefined): string | undefined {
+    const value = readCookie(ctx, deviceCookie) ?? '';
+    const [, versionText, issuedText, signature] = value.split('.');
+    if (!row || !versionText || !issuedText || !signature) return undefined;
+    if (!/^\d{1,10}$/.test(versionText) || !/^\d{1,12}$/.test(issuedText)) return undefined;
     const issued = Number(issuedText);
     const age = deps.clock.now().getTime() / 1000 - issued;
-    return (
-      Buffer.from(encoded, 'base64url').toString('utf8') === name &&
+    const valid =
+      Number(versionText) === row.credentials_version &&
       age >= 0 &&
       age < DEVICE_COOKIE_SECONDS &&
-      sameToken(mac, deviceMac(name, issued))
-    );
+      sameToken(value, deviceValue(row.name, row.credentials_version, issued));
+    return valid ? signature.slice(0, 16) : undefined;
   }
 
   function show(ctx: Context, options: { user?: string; error?: string; status?: number }): void {
@@ -197,20 +218,24 @@ export function signInPages(deps: ConsoleDeps) {
       deps.settings.signInPerAddress,
       { exact: true },
     );
-    const row = byAddress ? undefined : await findAdminUser(deps.admin.db, user);
+    // Read before anything is checked: its credentials version is the one a session will hold (see createSession).
+    const row = await findAdminUser(deps.admin.db, user);
     const logged = loggedName(user, row);
     if (byAddress) {
       refuse(ctx, logged, byAddress, 'too many sign-in attempts from this address', user);
       return;
     }
-    if (!knownDevice(ctx, user)) {
-      const byUser = await limits.consume('console-sign-in-user', user, deps.settings.signInPerUser, {
-        exact: true,
-      });
-      if (byUser) {
-        refuse(ctx, logged, byUser, 'too many sign-in attempts for this user', user);
-        return;
-      }
+    // A browser the user signed in with has a budget of its own, which nobody without its cookie can spend.
+    const device = knownDevice(ctx, row);
+    const byUser = await limits.consume(
+      'console-sign-in-user',
+      device === undefined ? user : `device:${device}`,
+      deps.settings.signInPerUser,
+      { exact: true },
+    );
+    if (byUser) {
+      refuse(ctx, logged, byUser, 'too many sign-in attempts for this user', user);
+      return;
     }
     const failureKey = `console:${user}`;
     const blocked = await limits.blockedAfterFailures(failureKey, address);
@@ -219,14 +244,12 @@ export function signInPages(deps: ConsoleDeps) {
       return;
     }
 
-    if (checksInFlight >= MAX_CONCURRENT_CHECKS) {
+    if (checksInFlight >= (device === undefined ? MAX_CHECKS : MAX_CHECKS_KNOWN_DEVICE)) {
       deps.audit.consoleSignIn({ outcome: 'failure', ...logged, ip, reason: 'too many sign-ins at once' });
       ctx.set('Retry-After', '1');
       show(ctx, { user, status: 503, error: 'The server is busy signing others in. Try again in a moment.' });
       return;
     }
-    // The session counts from the moment the credentials were read (see createSession).
-    const checkedAt = deps.clock.now();
     checksInFlight += 1;
     let reason: string | undefined;
     try {
@@ -251,13 +274,27 @@ export function signInPages(deps: ConsoleDeps) {
       const old = await findSession(deps.admin.db, previous, deps.clock.now(), deps.settings.idleTimeout);
       if (old) await deleteSession(deps.admin.db, old.idHash);
     }
-    // A new session id on every sign-in: an id known before signing in is worth nothing after.
-    const session = await createSession(deps.admin.db, row.name, checkedAt, deps.settings.sessionLifetime);
+    // A new session id on every sign-in: an id known before signing in is worth nothing after. It holds the
+    // credentials version read before the check, so a change that raced the check ends it (see findSession).
+    let session: { id: string };
+    try {
+      session = await createSession(deps.admin.db, row, deps.clock.now(), deps.settings.sessionLifetime);
+    } catch (error) {
+      if (!isForeignKeyViolation(error)) throw error;
+      // The user was deleted while signing in.
+      deps.audit.consoleSignIn({ outcome: 'failure', ...logged, ip, reason: 'no such user' });
+      show(ctx, { user, status: 401, error: WRONG });
+      return;
+    }
     setCookie(ctx, sessionCookie, session.id);
     setCookie(ctx, formCookie, '', 0);
     const issued = Math.floor(deps.clock.now().getTime() / 1000);
-    const device = `${Buffer.from(row.name).toString('base64url')}.${issued}.${deviceMac(row.name, issued)}`;
-    setCookie(ctx, deviceCookie, device, DEVICE_COOKIE_SECONDS);
+    setCookie(
+      ctx,
+      deviceCookie,
+      deviceValue(row.name, row.credentials_version, issued),
+      DEVICE_COOKIE_SECONDS,
+    );
     deps.audit.consoleSignIn({ outcome: 'success', user: row.name, ip });
     ctx.status = 303;
     ctx.redirect(CONSOLE_PREFIX);

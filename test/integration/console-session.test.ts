@@ -181,7 +181,7 @@ describe('sign-in', () => {
       ['gone', 'failure', 'user disabled'],
     ]);
     // A name that is no user's may be a password typed in the wrong field: only a short hash of it is logged.
-    expect(lines[1]?.unknown_user).toMatch(/^[0-9a-f]{16}$/);
+    expect(lines[1]?.unknown_user).toMatch(/^[\w-]{16}$/);
     expect(server.logs.text()).not.toContain('nobody-here');
     expect(server.logs.text()).not.toContain('not the password at all');
     expect(server.logs.text()).not.toContain(TEST_PASSWORD);
@@ -512,7 +512,7 @@ describe('review fixes', () => {
         from('192.0.2.1'),
       );
       expect(first.status).toBe(303);
-      expect(own.cookies.get('mayfly-console-device')).toMatch(/^[\w-]+\.\d+\.[\w-]{43}$/);
+      expect(own.cookies.get('mayfly-console-device')).toMatch(/^[\w-]+\.\d+\.\d+\.[\w-]{43}$/);
       // Someone else spends the user's limit from other addresses.
       for (let i = 0; i < 3; i++) {
         const attacker = new ConsoleSession(limited);
@@ -553,6 +553,20 @@ describe('review fixes', () => {
           )
         ).status,
       ).toBe(429);
+      // A new password voids the browser's device cookie: it shares the user's (spent) budget again.
+      await updateAdminUser(limited.app.admin, TEST_ACTOR, 'victim', {
+        password: 'the password after reset',
+      });
+      await own.get('/console/sign-in', from('192.0.2.78'));
+      expect(
+        (
+          await own.post(
+            '/console/sign-in',
+            { user: 'victim', password: 'the password after reset' },
+            from('192.0.2.78'),
+          )
+        ).status,
+      ).toBe(429);
     } finally {
       await limited.close();
     }
@@ -590,15 +604,21 @@ describe('review fixes', () => {
     expect(fresh.status).toBe(303);
   });
 
-  it('ends a session whose credentials were checked before a credential change committed', async () => {
+  it('ends a session whose credentials were read before a credential change committed', async () => {
     const { createSession, findSession } = await import('../../src/console/sessions.ts');
+    const { findAdminUser } = await import('../../src/console/admin-user.service.ts');
     await createConsoleUser(server, 'raced');
-    const checkedAt = clock.now();
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    // Read for checking, then changed by an administrator before the session is stored.
+    const read = await findAdminUser(server.app.db, 'raced');
     await updateAdminUser(server.app.admin, TEST_ACTOR, 'raced', { password: 'changed meanwhile password' });
-    const late = await createSession(server.app.db, 'raced', checkedAt, 3600);
+    const late = await createSession(server.app.db, read!, clock.now(), 3600);
     expect(await findSession(server.app.db, late.id, clock.now(), 600)).toBeUndefined();
-    const after = await createSession(server.app.db, 'raced', clock.now(), 3600);
+    const current = await findAdminUser(server.app.db, 'raced');
+    expect(current?.credentials_version).toBe((read?.credentials_version ?? 0) + 1);
+    const after = await createSession(server.app.db, current!, clock.now(), 3600);
+    expect(await findSession(server.app.db, after.id, clock.now(), 600)).toBeDefined();
+    // A role change is not a credential change: the session stays.
+    await updateAdminUser(server.app.admin, TEST_ACTOR, 'raced', { role: 'read' });
     expect(await findSession(server.app.db, after.id, clock.now(), 600)).toBeDefined();
   });
 
@@ -665,7 +685,7 @@ describe('one-time forms', () => {
 });
 
 describe('password checks at once', () => {
-  it('answers 503 beyond 8 concurrent password checks instead of queueing them all', async () => {
+  it('answers 503 beyond 2 concurrent password checks (4 pool threads, 2 left to the token endpoint) instead of queueing them all', async () => {
     const busy = await startTestServer({
       env: {
         MAYFLY_CONSOLE_SIGNIN_PER_ADDRESS: '10000',

@@ -376,13 +376,9 @@ async function register(request: ConsoleRequest): Promise<ConsoleResult> {
   if (values.jwks.trim()) {
     try {
       jwks = JSON.parse(values.jwks);
-    } catch (error) {
-      addProblem(
-        problems,
-        'jwks',
-        `not valid JSON (${error instanceof Error ? error.message : 'unreadable'}): check the braces, quotes ` +
-          'and commas',
-      );
+    } catch {
+      // The parser's own message is not shown: it reads as an internal error, and the fix is the same.
+      addProblem(problems, 'jwks', 'not valid JSON: check the braces, quotes and commas');
     }
   }
   refuseReserved(values, reserved, problems);

@@ -13,7 +13,7 @@ export interface AdminUserTable {
   /** bigint: node-postgres answers a string, PGlite a number. */
   totp_last_step: ColumnType<string | number | null, number | null, number | null>;
   totp_failures: ColumnType<number, number | undefined, number>;
-  credentials_changed_at: ColumnType<Date, Date | undefined, Date>;
+  credentials_version: ColumnType<number, number | undefined, number>;
   disabled_at: Date | null;
   created_at: ColumnType<Date, Date | undefined, never>;
   updated_at: Date;
@@ -24,6 +24,7 @@ export type AdminUserRow = Selectable<AdminUserTable>;
 export interface ConsoleSessionTable {
   id_hash: string;
   user_name: string;
+  credentials_version: number;
   csrf_token: string;
   notice: string | null;
   sent_forms: ColumnType<string[], string[] | undefined, string[]>;
