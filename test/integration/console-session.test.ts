@@ -718,3 +718,23 @@ describe('password checks at once', () => {
     }
   });
 });
+
+describe('MAYFLY_CONSOLE=false', () => {
+  it('serves no console at all: every /console path answers 404', async () => {
+    const off = await startTestServer({ env: { MAYFLY_CONSOLE: 'false' } });
+    try {
+      for (const path of ['/console', '/console/sign-in', '/console/assets/console.js']) {
+        const response = await fetch(`${off.url}${path}`, { redirect: 'manual' });
+        expect(response.status, path).toBe(404);
+      }
+      const post = await fetch(`${off.url}/console/sign-in`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: 'user=a&password=b',
+      });
+      expect(post.status).toBe(404);
+    } finally {
+      await off.close();
+    }
+  });
+});
