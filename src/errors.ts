@@ -39,14 +39,22 @@ export interface ErrorDetail {
   message: string;
 }
 
+/** A schema's problems with an input, by path (dotted), as errors carry them. */
+export function issueDetails(error: z.ZodError): ErrorDetail[] {
+  return error.issues.map((issue) => ({ path: issue.path.join('.'), message: issue.message }));
+}
+
+/** Every problem `schema` finds in `input`; none when it is valid. */
+export function inputProblems(schema: z.ZodType, input: unknown): ErrorDetail[] {
+  const parsed = schema.safeParse(input);
+  return parsed.success ? [] : issueDetails(parsed.error);
+}
+
 /** Parses untrusted input with a zod schema; every problem is named in one `invalid_input` error. */
 export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
   const parsed = schema.safeParse(input);
   if (parsed.success) return parsed.data;
-  const details = parsed.error.issues.map((issue) => ({
-    path: issue.path.join('.'),
-    message: issue.message,
-  }));
+  const details = issueDetails(parsed.error);
   const summary = details.map((d) => (d.path ? `${d.path}: ${d.message}` : d.message)).join('; ');
   throw new MayflyError('invalid_input', summary, details);
 }

@@ -78,6 +78,19 @@ export function isSameOriginPost(ctx: Context, issuer: string): boolean {
   return true;
 }
 
+/** One text field of a form or query; a field sent more than once counts by its first value. */
+export function formText(values: FormValues, name: string): string {
+  const value = values[name];
+  return (Array.isArray(value) ? value[0] : value) ?? '';
+}
+
+/** Every value of a field (checkboxes), in the order sent. */
+export function formList(values: FormValues, name: string): string[] {
+  const value = values[name];
+  if (value === undefined) return [];
+  return Array.isArray(value) ? [...value] : [value];
+}
+
 /** Reads an application/x-www-form-urlencoded body; repeated names become lists. */
 export async function readForm(ctx: Context): Promise<Record<string, string | string[]>> {
   if (!ctx.is('application/x-www-form-urlencoded')) {
@@ -119,4 +132,37 @@ export const readOnly = (): MayflyError =>
  */
 export function requireWrite(request: { user: { role: 'read' | 'write' } }): void {
   if (request.user.role !== 'write') throw readOnly();
+}
+
+const VERSION_FIELD = '_version';
+const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?Z$/;
+
+/**
+ * An edit form carries the `updated_at` of what it shows: a save from a form shown before a change made since is
+ * refused (409) rather than undoing that change, and a form without a readable version is refused (400).
+ */
+export function versionProblem(
+  form: FormValues,
+  current: string,
+  what: 'client' | 'resource',
+): { status: number; message: string } | undefined {
+  const posted = form[VERSION_FIELD];
+  if (typeof posted !== 'string' || !ISO_INSTANT.test(posted) || Number.isNaN(Date.parse(posted))) {
+    return {
+      status: 400,
+      message:
+        `Nothing was saved: this form has no valid version (its hidden ${VERSION_FIELD} field is missing or ` +
+        `malformed), so it cannot be checked against changes made since it was shown. The current values of the ` +
+        `${what} are below: make your change again and save.`,
+    };
+  }
+  if (Date.parse(posted) !== Date.parse(current)) {
+    return {
+      status: 409,
+      message:
+        `This ${what} was changed by someone else since you opened this page: review the current values below ` +
+        'and save again.',
+    };
+  }
+  return undefined;
 }

@@ -1,7 +1,7 @@
 import type { Client, ClientWithSecret } from '../../clients/client.schemas.ts';
 import { ClientInput, ClientUpdate } from '../../clients/client.schemas.ts';
 import { ResourceIdentifier, type Resource } from '../../clients/resource.schemas.ts';
-import { MayflyError, type ErrorDetail } from '../../errors.ts';
+import { inputProblems, MayflyError, type ErrorDetail } from '../../errors.ts';
 import {
   clientPage,
   clientSecretPage,
@@ -19,8 +19,7 @@ import {
 } from '../../../views/clients.ts';
 import type { FieldErrors } from '../../../views/forms.ts';
 import type { ConsolePage, ConsoleRequest, ConsoleResult } from '../console.ts';
-import { requireWrite } from '../http.ts';
-import type { FormValues } from '../http.ts';
+import { formList, formText, requireWrite, versionProblem, type FormValues } from '../http.ts';
 
 interface Page<T> {
   items: T[];
@@ -96,37 +95,26 @@ const loadClient = (request: ConsoleRequest): Promise<Client> =>
 // ---------------------------------------------------------------------------------------------------------------
 // Reading the forms
 
-function text(form: FormValues, name: string): string {
-  const value = form[name];
-  return Array.isArray(value) ? (value[0] ?? '') : (value ?? '');
-}
-
-function list(form: FormValues, name: string): string[] {
-  const value = form[name];
-  if (value === undefined) return [];
-  return Array.isArray(value) ? [...value] : [value];
-}
-
 /** `grant:<identifier>` fields, in the order posted. */
 function readGrants(form: FormValues): Map<string, string[]> {
   const grants = new Map<string, string[]>();
   for (const name of Object.keys(form)) {
     if (name.startsWith(GRANT_FIELD_PREFIX))
-      grants.set(name.slice(GRANT_FIELD_PREFIX.length), list(form, name));
+      grants.set(name.slice(GRANT_FIELD_PREFIX.length), formList(form, name));
   }
   return grants;
 }
 
 function readClientForm(form: FormValues): ClientFormValues {
   return {
-    name: text(form, 'name'),
-    auth_method: text(form, 'auth_method'),
-    jwks: text(form, 'jwks'),
-    jwks_uri: text(form, 'jwks_uri'),
+    name: formText(form, 'name'),
+    auth_method: formText(form, 'auth_method'),
+    jwks: formText(form, 'jwks'),
+    jwks_uri: formText(form, 'jwks_uri'),
     grants: readGrants(form),
-    introspects: list(form, 'introspects'),
+    introspects: formList(form, 'introspects'),
     bearer_allowed: form.bearer_allowed !== undefined,
-    dpop_jkts: text(form, 'dpop_jkts'),
+    dpop_jkts: formText(form, 'dpop_jkts'),
   };
 }
 
@@ -208,42 +196,6 @@ function refuseAdminChanges(
         'mayfly CLI, not here.',
     );
   }
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// The version of an edit form
-
-const VERSION_FIELD = '_version';
-const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?Z$/;
-
-/**
- * An edit form carries the `updated_at` of what it shows: a save from a form shown before a change made since is
- * refused (409) rather than undoing that change, and a form without a readable version is refused (400).
- */
-export function versionProblem(
-  form: FormValues,
-  current: string,
-  what: 'client' | 'resource',
-): { status: number; message: string } | undefined {
-  const posted = form[VERSION_FIELD];
-  if (typeof posted !== 'string' || !ISO_INSTANT.test(posted) || Number.isNaN(Date.parse(posted))) {
-    return {
-      status: 400,
-      message:
-        `Nothing was saved: this form has no valid version (its hidden ${VERSION_FIELD} field is missing or ` +
-        `malformed), so it cannot be checked against changes made since it was shown. The current values of the ` +
-        `${what} are below: make your change again and save.`,
-    };
-  }
-  if (Date.parse(posted) !== Date.parse(current)) {
-    return {
-      status: 409,
-      message:
-        `This ${what} was changed by someone else since you opened this page: review the current values below ` +
-        'and save again.',
-    };
-  }
-  return undefined;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -337,12 +289,10 @@ function withSchemaProblems(
   body: object,
   target: ErrorTarget,
 ): ErrorPage {
-  const parsed = Object.keys(body).length ? schema.safeParse(body) : undefined;
-  if (parsed && !parsed.success) {
-    for (const issue of parsed.error.issues) {
-      const [field, message] = detailField({ path: issue.path.join('.'), message: issue.message }, target);
-      if (!problems.has(field)) problems.set(field, message);
-    }
+  const details = Object.keys(body).length ? inputProblems(schema, body) : [];
+  for (const detail of details) {
+    const [field, message] = detailField(detail, target);
+    if (!problems.has(field)) problems.set(field, message);
   }
   return { errors: Object.fromEntries(problems), status: 400 };
 }
@@ -610,7 +560,7 @@ async function rotate(request: ConsoleRequest): Promise<ConsoleResult> {
       403,
     );
   }
-  const overlap = text(request.form, 'previous_secret_expires_in').trim();
+  const overlap = formText(request.form, 'previous_secret_expires_in').trim();
   const target: ErrorTarget = {
     fields: ROTATE_FIELDS,
     grants: [],

@@ -1,7 +1,5 @@
-import type { z } from 'zod';
-
 import { ResourceInput, ResourceUpdate } from '../../clients/resource.schemas.ts';
-import { MayflyError, type ErrorDetail } from '../../errors.ts';
+import { inputProblems, MayflyError, type ErrorDetail } from '../../errors.ts';
 import type { FieldErrors } from '../../../views/forms.ts';
 import { query } from '../../../views/html.ts';
 import {
@@ -15,9 +13,7 @@ import {
   type TtlLimits,
 } from '../../../views/resources.ts';
 import type { ConsolePage, ConsoleRequest, ConsoleResult } from '../console.ts';
-import { requireWrite } from '../http.ts';
-import type { FormValues } from '../http.ts';
-import { versionProblem } from './clients.ts';
+import { formText, requireWrite, versionProblem, type FormValues } from '../http.ts';
 
 interface Page<T> {
   items: T[];
@@ -34,20 +30,14 @@ interface ClientSummary {
 const FORM_FIELDS = ['identifier', 'name', 'scopes', 'token_ttl', 'token_format'] as const;
 const DEPENDENTS_SHOWN = 50;
 
-/** One text field of a form or query; a field sent more than once counts by its first value. */
-function text(values: FormValues, name: string): string {
-  const value = values[name];
-  return (Array.isArray(value) ? value[0] : value) ?? '';
-}
-
 function formValues(form: FormValues): ResourceFormValues {
   const scopes = form.scopes;
   return {
-    identifier: text(form, 'identifier'),
-    name: text(form, 'name'),
+    identifier: formText(form, 'identifier'),
+    name: formText(form, 'name'),
     scopes: Array.isArray(scopes) ? scopes.join('\n') : (scopes ?? ''),
-    token_ttl: text(form, 'token_ttl'),
-    token_format: text(form, 'token_format'),
+    token_ttl: formText(form, 'token_ttl'),
+    token_format: formText(form, 'token_format'),
   };
 }
 
@@ -105,14 +95,6 @@ function fieldErrors(
   }
   if (!Object.keys(errors).length) errors[''] = fallback;
   return errors;
-}
-
-/** The problems the API's schema would find in `body`, to show with one found before calling it. */
-function schemaProblems(schema: z.ZodType, body: object): ErrorDetail[] {
-  const parsed = schema.safeParse(body);
-  return parsed.success
-    ? []
-    : parsed.error.issues.map((issue) => ({ path: issue.path.join('.'), message: issue.message }));
 }
 
 function limits(request: ConsoleRequest): TtlLimits {
@@ -220,7 +202,7 @@ async function createPage(request: ConsoleRequest): Promise<ConsoleResult> {
   if (values.token_ttl.trim() !== '') {
     const parsed = parseSeconds(values.token_ttl);
     if (typeof parsed !== 'number') {
-      const problems = [...schemaProblems(ResourceInput, body), { path: 'token_ttl', message: parsed.error }];
+      const problems = [...inputProblems(ResourceInput, body), { path: 'token_ttl', message: parsed.error }];
       return refuse(fieldErrors(problems, scopes, parsed.error), 400);
     }
     ttl = parsed;
@@ -276,7 +258,7 @@ async function updatePage(request: ConsoleRequest): Promise<ConsoleResult> {
       : parseSeconds(values.token_ttl);
   if (typeof ttl !== 'number') {
     // The schema's "nothing to update" (path '') does not apply: the lifetime is what is missing.
-    const problems = schemaProblems(ResourceUpdate, changes).filter((problem) => problem.path !== '');
+    const problems = inputProblems(ResourceUpdate, changes).filter((problem) => problem.path !== '');
     problems.push({ path: 'token_ttl', message: ttl.error });
     return refuse(fieldErrors(problems, scopes, ttl.error), 400);
   }
@@ -310,7 +292,7 @@ async function updatePage(request: ConsoleRequest): Promise<ConsoleResult> {
 async function deletePage(request: ConsoleRequest): Promise<ConsoleResult> {
   requireWrite(request);
   const resource = await loadResource(request);
-  const force = text(request.form, 'force') === 'on';
+  const force = formText(request.form, 'force') === 'on';
   try {
     await request.admin('deleteResource', {
       params: { resource: resource.id },
