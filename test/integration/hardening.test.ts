@@ -863,6 +863,8 @@ describe('constant-time comparison of secrets', () => {
       'keys/key.service.ts: formerKek === kek.id': 'KEK identifiers, public labels of which key sealed a row',
       "cli/admin-user.commands.ts: (await ask('Repeat the password: ')) !== password":
         'the two entries a person typed at the prompt, compared on their own machine: no server secret',
+      'console/sign-in.ts: Number(versionText) === row.credentials_version':
+        'a counter of credential changes, public in the cookie it is read from; the cookie itself is compared in constant time',
       'console/admin-user.schemas.ts: input.password.toLowerCase() !== input.name':
         "a policy check of the caller's own new password against the name it sent",
     };
