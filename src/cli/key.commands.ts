@@ -125,11 +125,12 @@ const revokeKey = defineCommand({
 
 const rewrapKeys = defineCommand({
   path: ['key', 'rewrap'],
-  summary: 'seal every signing key under the current KEK (after a KEK rotation)',
+  summary: 'seal every signing key and TOTP seed under the current KEK (after a KEK rotation)',
   description:
-    'Re-encrypt every private signing key under MAYFLY_KEK, opening each with MAYFLY_KEK or one of\n' +
-    'MAYFLY_KEK_PREVIOUS. Runs against the configured database (DATABASE_URL, else MAYFLY_DATA_DIR: stop the\n' +
-    'server first, the embedded database admits one process). See the README, "Signing keys".',
+    "Re-encrypt every private signing key, and every console user's TOTP seed, under MAYFLY_KEK, opening\n" +
+    'each with MAYFLY_KEK or one of MAYFLY_KEK_PREVIOUS. Runs against the configured database (DATABASE_URL,\n' +
+    'else MAYFLY_DATA_DIR: stop the server first, the embedded database admits one process). See the README,\n' +
+    '"Signing keys".',
   synopsis: '',
   arguments: [],
   options: {},
@@ -142,6 +143,12 @@ const rewrapKeys = defineCommand({
         `Re-wrapped ${result.rewrapped} key(s) under KEK ${result.kek}; sealed ${result.sealed} stored in clear; ` +
           `${result.unchanged} already under it.\n`,
       );
+      const { rewrapped, unchanged } = result.secondFactors;
+      if (rewrapped + unchanged > 0) {
+        context.out.result(
+          `Re-wrapped ${rewrapped} console second factor(s); ${unchanged} already under it.\n`,
+        );
+      }
     } catch (error) {
       throw new CliError(error instanceof Error ? error.message : String(error));
     }

@@ -2,7 +2,7 @@ import { commitChange, type Actor, type ChangeDeps } from '../audit/audit-trail.
 import type { Db } from '../db/connect.ts';
 import type { AdminUserRow } from '../db/tables/admin-user.table.ts';
 import { MayflyError, parseInput } from '../errors.ts';
-import { seal, unseal, type Kek } from '../keys/envelope.ts';
+import { seal, sealedWith, unseal, UnsealError, type Kek } from '../keys/envelope.ts';
 import {
   AdminUserInput,
   AdminUserUpdate,
@@ -34,7 +34,7 @@ export function toAdminUser(row: AdminUserRow): AdminUser {
 /** The seal binds the seed to its user: a sealed seed copied onto another row does not open. */
 const sealKid = (name: string) => `admin-user-totp:${name}`;
 
-function sealTotp(deps: AdminUserDeps, name: string, secret: Buffer): string {
+function sealTotp(deps: { keks: readonly Kek[] }, name: string, secret: Buffer): string {
   const kek = deps.keks[0];
   if (!kek) throw new Error('no key-encryption key');
   return seal(kek, sealKid(name), { kty: 'oct', kid: sealKid(name), k: secret.toString('base64url') });
@@ -232,4 +232,51 @@ export async function claimTotpStep(db: Db, name: string, step: number): Promise
     .where((eb) => eb.or([eb('totp_last_step', 'is', null), eb('totp_last_step', '<', step)]))
     .executeTakeFirst();
   return Number(result.numUpdatedRows) === 1;
+}
+
+/**
+ * Seals every console user's TOTP seed under the current KEK (the first of `keks`), opening each with any of them:
+ * `mayfly key rewrap` runs it after the signing keys. Refuses, naming the user, when a seed opens with none.
+ */
+export async function rewrapTotpSecrets(
+  db: Db,
+  keks: readonly Kek[],
+): Promise<{ rewrapped: number; unchanged: number }> {
+  const [kek] = keks;
+  if (!kek) throw new Error('no key-encryption key');
+  return db.transaction().execute(async (trx) => {
+    const rows = await trx
+      .selectFrom('admin_user')
+      .select(['name', 'totp_secret'])
+      .where('totp_secret', 'is not', null)
+      .orderBy('name')
+      .forUpdate()
+      .execute();
+    const result = { rewrapped: 0, unchanged: 0 };
+    for (const row of rows) {
+      if (row.totp_secret === null) continue;
+      if (sealedWith(row.totp_secret) === kek.id) {
+        result.unchanged += 1;
+        continue;
+      }
+      let secret: Buffer;
+      try {
+        secret = openTotpSecret(keks, row.name, row.totp_secret);
+      } catch (error) {
+        if (!(error instanceof UnsealError)) throw error;
+        throw new Error(
+          `the second factor of console user ${row.name} is sealed with KEK ${sealedWith(row.totp_secret) ?? '?'}, ` +
+            'which is neither MAYFLY_KEK nor one of MAYFLY_KEK_PREVIOUS; set MAYFLY_KEK_PREVIOUS to the KEK it was ' +
+            `sealed with, or enrol a new one (mayfly admin-user update ${row.name} --totp)`,
+        );
+      }
+      await trx
+        .updateTable('admin_user')
+        .set({ totp_secret: sealTotp({ keks }, row.name, secret) })
+        .where('name', '=', row.name)
+        .execute();
+      result.rewrapped += 1;
+    }
+    return result;
+  });
 }

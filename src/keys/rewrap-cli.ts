@@ -7,9 +7,12 @@ import { createLogger } from '../observability/logger.ts';
 import { systemClock } from '../clock.ts';
 import { toKek } from './envelope.ts';
 import { rewrapKeys, type RewrapResult } from './key.service.ts';
+import { rewrapTotpSecrets } from '../console/admin-user.service.ts';
 
-/** `mayfly key rewrap`: seals every stored key under the configured KEK. */
-export async function rewrap(): Promise<RewrapResult & { kek: string }> {
+/** `mayfly key rewrap`: seals every stored key, and every console user's TOTP seed, under the configured KEK. */
+export async function rewrap(): Promise<
+  RewrapResult & { kek: string; secondFactors: { rewrapped: number; unchanged: number } }
+> {
   const config = loadConfig();
   const secrets = await loadSecrets(config);
   const kek = toKek(secrets.kek);
@@ -21,17 +24,19 @@ export async function rewrap(): Promise<RewrapResult & { kek: string }> {
         `the database schema is not current (${pending.length} pending migration(s)); run mayfly migrate first`,
       );
     }
+    const keks = [kek, ...secrets.previousKeks.map(toKek)];
     const result = await rewrapKeys(
       {
         db: database.db,
         clock: systemClock,
         audit: createAudit(createLogger('silent')),
         settings: config.keys,
-        keks: [kek, ...secrets.previousKeks.map(toKek)],
+        keks,
       },
       { id: 'system:key-rewrap' },
     );
-    return { ...result, kek: kek.id };
+    const secondFactors = await rewrapTotpSecrets(database.db, keks);
+    return { ...result, kek: kek.id, secondFactors };
   } finally {
     await database.close();
   }

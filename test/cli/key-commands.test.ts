@@ -9,11 +9,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { connectDatabase, type Db } from '../../src/db/connect.ts';
 import type { SigningKeyRow } from '../../src/db/tables/signing-key.table.ts';
+import { openTotpSecret } from '../../src/console/admin-user.service.ts';
 import { toKek, unseal, type Kek } from '../../src/keys/envelope.ts';
 import { adminCall, obtainAdminToken, readAdminCredentials } from '../support/admin.ts';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
 import { generateDpopKey } from '../support/dpop.ts';
 import { basicAuth, requestToken } from '../support/oauth.ts';
+import { createConsoleUser } from '../support/console.ts';
 import { startTestServer, TEST_ACTOR } from '../support/server.ts';
 import { expectFailure, runMayfly, startCliServer, type CliResult, type CliServer } from './helpers.ts';
 
@@ -446,6 +448,8 @@ describe('mayfly key rewrap', { timeout: 60_000 }, () => {
       await server.app.keys.rotate(TEST_ACTOR, true);
       await server.app.keys.rotate(TEST_ACTOR, false);
       await server.app.keys.revoke(TEST_ACTOR, first);
+      // A console user's TOTP seed is sealed under the KEK too.
+      await createConsoleUser(server, 'second-factor', { totp: true });
     } finally {
       await server.close();
     }
@@ -482,8 +486,21 @@ describe('mayfly key rewrap', { timeout: 60_000 }, () => {
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     expect(result.stdout).toBe(
-      `Re-wrapped 3 key(s) under KEK ${id}; sealed 0 stored in clear; 0 already under it.\n`,
+      `Re-wrapped 3 key(s) under KEK ${id}; sealed 0 stored in clear; 0 already under it.\n` +
+        'Re-wrapped 1 console second factor(s); 0 already under it.\n',
     );
+    const handle = await connectDatabase(database.config);
+    try {
+      const user = await handle.db
+        .selectFrom('admin_user')
+        .select(['name', 'totp_secret'])
+        .executeTakeFirstOrThrow();
+      expect(user.totp_secret).toMatch(new RegExp(`^v1\\.${id}\\.`));
+      // The new KEK alone opens the seed.
+      expect(openTotpSecret([kekOf(newKek)], user.name, user.totp_secret ?? '')).toHaveLength(20);
+    } finally {
+      await handle.close();
+    }
 
     const rows = await readKeys();
     expect(schedule(rows)).toEqual(schedule(stored));
@@ -509,7 +526,9 @@ describe('mayfly key rewrap', { timeout: 60_000 }, () => {
 
   it('again: 0 re-wrapped, 3 unchanged, the sealed values untouched, with or without the former KEK', async () => {
     const before = await readKeys();
-    const expected = `Re-wrapped 0 key(s) under KEK ${kekOf(newKek).id}; sealed 0 stored in clear; 3 already under it.\n`;
+    const expected =
+      `Re-wrapped 0 key(s) under KEK ${kekOf(newKek).id}; sealed 0 stored in clear; 3 already under it.\n` +
+      'Re-wrapped 0 console second factor(s); 1 already under it.\n';
     const again = await rewrap(newKek, oldKek());
     expect(again.code, again.stderr).toBe(0);
     expect(again.stdout).toBe(expected);
