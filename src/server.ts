@@ -1,6 +1,7 @@
 import { hkdfSync } from 'node:crypto';
 import { once } from 'node:events';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 
 import Koa, { type Context, type Next } from 'koa';
@@ -217,8 +218,37 @@ export async function startMetricsServer(app: AppContext, port: number): Promise
   return listen(koa, port, app.config.host);
 }
 
+/**
+ * Requests Node's HTTP parser refuses before any middleware runs (headers over 16 KiB, malformed HTTP) get the same
+ * kind of answer as every other refusal: a status, `Cache-Control: no-store` and a JSON error body, instead of a
+ * bare status line.
+ */
+export function answerUnparsableRequests(server: Server): void {
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+    if (error.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const tooLarge = error.code === 'HPE_HEADER_OVERFLOW';
+    const body = JSON.stringify({
+      error: 'invalid_request',
+      error_description: tooLarge
+        ? 'the request line and headers are larger than 16 KiB'
+        : 'the request is not well-formed HTTP/1.1',
+    });
+    socket.end(
+      `HTTP/1.1 ${tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\n` +
+        'Content-Type: application/json; charset=utf-8\r\n' +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+        'Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n' +
+        body,
+    );
+  });
+}
+
 async function listen(koa: Koa, port: number, host: string): Promise<RunningServer> {
   const server = koa.listen(port, host);
+  answerUnparsableRequests(server);
   await once(server, 'listening');
   const address = server.address() as AddressInfo;
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;

@@ -479,3 +479,28 @@ describe('the whole battery', () => {
     expect(server.logs.records().filter((r) => typeof r.level === 'number' && r.level >= 50)).toEqual([]);
   });
 });
+
+describe('requests the HTTP parser refuses', () => {
+  it('answers headers over 16 KiB with 431 and a JSON error, as every other refusal', async () => {
+    const res = await raw([
+      'POST /token HTTP/1.1',
+      host(),
+      'Content-Type: application/x-www-form-urlencoded',
+      `Authorization: Basic ${'a'.repeat(17_000)}`,
+      'Content-Length: 0',
+    ]);
+    expect(res.status).toBe(431);
+    expect(res.headers['content-type']).toBe('application/json; charset=utf-8');
+    expect(res.headers['cache-control']).toBe('no-store');
+    expect(JSON.parse(res.body)).toEqual({
+      error: 'invalid_request',
+      error_description: 'the request line and headers are larger than 16 KiB',
+    });
+  });
+
+  it('answers a malformed request line with 400 and a JSON error', async () => {
+    const res = await raw(['POST /token HTTP/1.1 extra', host()]);
+    expect(res.status).toBe(400);
+    expect(JSON.parse(res.body)).toMatchObject({ error: 'invalid_request' });
+  });
+});

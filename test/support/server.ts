@@ -13,7 +13,7 @@ import type { Resource, ResourceInput } from '../../src/clients/resource.schemas
 import type { Clock } from '../../src/clock.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import { createAppContext, type AppContext } from '../../src/context.ts';
-import { createApp } from '../../src/server.ts';
+import { answerUnparsableRequests, createApp } from '../../src/server.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
 import { CapturedLogs } from './logs.ts';
 
@@ -79,6 +79,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     ...(options.clock ? { clock: options.clock } : {}),
   });
   const handle = createApp(app).callback();
+  answerUnparsableRequests(server);
   server.on('request', (req, res) => {
     void handle(req, res);
   });
