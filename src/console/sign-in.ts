@@ -160,6 +160,8 @@ export function signInPages(deps: ConsoleDeps) {
       deps.log.error({ err: error, user: row.name }, 'the TOTP secret of a console user does not open');
       return 'second factor unreadable: sealed with a KEK this server does not have';
     }
+    // A forgotten code is not a guess: only wrong codes count towards the lock.
+    if (!code.trim()) return 'authentication code missing';
     const lastStep = row.totp_last_step === null ? null : Number(row.totp_last_step);
     const step = matchTotp(secret, code.replace(/\s/g, ''), deps.clock.now(), lastStep);
     if (step !== undefined && (await claimTotpStep(deps.admin.db, row.name, step))) return undefined;
@@ -171,7 +173,7 @@ export function signInPages(deps: ConsoleDeps) {
       );
       return 'second factor locked';
     }
-    return code ? 'wrong or reused authentication code' : 'authentication code missing';
+    return 'wrong or reused authentication code';
   }
 
   return async function signIn(ctx: Context): Promise<void> {
