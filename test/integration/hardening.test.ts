@@ -861,6 +861,8 @@ describe('constant-time comparison of secrets', () => {
         'the same check in the demo resource server: the caller’s own values',
       'cli/admin-client.ts: target.origin === new URL(credentials.issuer).origin': 'URL origins, public',
       'keys/key.service.ts: formerKek === kek.id': 'KEK identifiers, public labels of which key sealed a row',
+      'console/admin-user.service.ts: sealedWith(row.totp_secret) === kek.id':
+        'KEK identifiers, public labels of which key sealed a TOTP seed',
       "cli/admin-user.commands.ts: (await ask('Repeat the password: ')) !== password":
         'the two entries a person typed at the prompt, compared on their own machine: no server secret',
       'console/sign-in.ts: Number(versionText) === row.credentials_version':
