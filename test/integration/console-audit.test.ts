@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { signedIn, type ConsoleResponse, type ConsoleSession } from '../support/console.ts';
+import { decode, fieldError, fieldsInError, inputValue } from '../support/pages.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 /** The audit trail page of the console: the changes made through it, filtered through its GET form. */
@@ -12,17 +13,6 @@ let ada: ConsoleSession;
 let reader: ConsoleSession;
 /** The resource ada created and then renamed through the console forms. */
 let made: { id: string; identifier: string };
-
-const ENTITIES: Readonly<Record<string, string>> = {
-  '&amp;': '&',
-  '&lt;': '<',
-  '&gt;': '>',
-  '&quot;': '"',
-  '&#39;': "'",
-  '&#96;': '`',
-};
-const unescape = (text: string) =>
-  text.replace(/&(?:amp|lt|gt|quot|#39|#96);/g, (entity) => ENTITIES[entity] ?? '');
 
 beforeAll(async () => {
   server = await startTestServer();
@@ -66,7 +56,7 @@ function rows(page: ConsoleResponse): Row[] {
   return [...body.matchAll(/<tr>([\s\S]*?)<\/tr>/g)].map((row) => {
     const cells = [...row[1]!.matchAll(/<td data-label="([^"]+)">([\s\S]*?)<\/td>/g)];
     const cell = (label: string) => cells.find((c) => c[1] === label)?.[2]?.trim() ?? '';
-    const code = (label: string) => unescape(/<code>([^<]*)<\/code>/.exec(cell(label))?.[1] ?? '');
+    const code = (label: string) => decode(/<code>([^<]*)<\/code>/.exec(cell(label))?.[1] ?? '');
     return {
       time: /<time datetime="([^"]+)">/.exec(cell('Time'))?.[1] ?? '',
       actor: code('Actor'),
@@ -75,22 +65,6 @@ function rows(page: ConsoleResponse): Row[] {
       change: cell('Change'),
     };
   });
-}
-
-function fieldError(page: ConsoleResponse, name: string): string | undefined {
-  const match = new RegExp(`<p class="field-error" id="error-${name}">([^<]*)</p>`).exec(page.text);
-  return match?.[1] === undefined ? undefined : unescape(match[1]);
-}
-
-function fieldsInError(page: ConsoleResponse): string[] {
-  return [...page.text.matchAll(/<p class="field-error" id="error-([a-z_]+)">/g)].map((match) => match[1]!);
-}
-
-function inputValue(page: ConsoleResponse, name: string): string | undefined {
-  const match = new RegExp(`id="field-${name}"\\s+name="${name}"\\s+type="[^"]*"\\s+value="([^"]*)"`).exec(
-    page.text,
-  );
-  return match?.[1] === undefined ? undefined : unescape(match[1]);
 }
 
 const audit = (filters: Record<string, string>, session = ada) =>
@@ -234,7 +208,7 @@ describe('the audit trail page', () => {
     expect(rows(first).map((row) => row.action)).toEqual(['resource.update']);
     const next = /<a href="([^"]+)" rel="next">Next page<\/a>/.exec(first.text)?.[1];
     expect(next).toBeDefined();
-    const nextUrl = unescape(next!);
+    const nextUrl = decode(next!);
     expect(nextUrl).toMatch(/^\/console\/audit\?actor=user%3Aada&limit=1&cursor=/);
     const second = await ada.get(nextUrl);
     expect(second.status).toBe(200);

@@ -16,6 +16,7 @@ import {
   requestToken,
 } from '../support/oauth.ts';
 import { type ConsoleResponse, type ConsoleSession, signedIn } from '../support/console.ts';
+import { decode, errorSummary, fieldError, inputValue, squash, tags } from '../support/pages.ts';
 import { startTestServer, TEST_ACTOR, type TestServer } from '../support/server.ts';
 
 const API = 'https://api.example.com';
@@ -48,62 +49,11 @@ afterAll(() => server.close());
 // ---------------------------------------------------------------------------------------------------------------
 // Reading the pages
 
-const ENTITIES: Readonly<Record<string, string>> = {
-  '&amp;': '&',
-  '&lt;': '<',
-  '&gt;': '>',
-  '&quot;': '"',
-  '&#39;': "'",
-  '&#96;': '`',
-};
-const decode = (text: string) =>
-  text.replace(/&(?:amp|lt|gt|quot|#39|#96);/g, (entity) => ENTITIES[entity] ?? '');
-const squash = (text: string) =>
-  decode(text.replace(/<[^>]*>/g, ''))
-    .replace(/\s+/g, ' ')
-    .trim();
-const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
-/** The message printed next to a field (its `error-<name>` paragraph), as text. */
-function fieldError(page: string, name: string): string | undefined {
-  const match = new RegExp(`<p class="field-error" id="error-${escapeRegExp(name)}">([\\s\\S]*?)</p>`).exec(
-    page,
-  );
-  return match ? squash(match[1] ?? '') : undefined;
-}
-
-/** The error summary at the top of the page, as text, and the fields it links to. */
-function errorSummary(page: string): { text: string; links: string[] } | undefined {
-  const match = /<div class="error-summary"[^>]*>([\s\S]*?)<\/div>/.exec(page);
-  if (!match) return undefined;
-  const block = match[1] ?? '';
-  return {
-    text: squash(block),
-    links: [...block.matchAll(/href="#([^"]*)"/g)].map((m) => decode(m[1] ?? '')),
-  };
-}
-
-type Attributes = Record<string, string | true>;
-
-/** The attributes of every tag with this name. */
-function tags(page: string, name: string): Attributes[] {
-  return [...page.matchAll(new RegExp(`<${name}\\b([^>]*)>`, 'g'))].map((match) => {
-    const attributes: Attributes = {};
-    for (const attribute of (match[1] ?? '').matchAll(/([a-zA-Z-:]+)(?:="([^"]*)")?/g)) {
-      const [, attributeName = '', value] = attribute;
-      attributes[attributeName] = value === undefined ? true : decode(value);
-    }
-    return attributes;
-  });
-}
-
 function isChecked(page: string, name: string, value: string): boolean {
   const input = tags(page, 'input').find((a) => a.name === name && a.value === value);
   if (!input) throw new Error(`no checkbox ${name}=${value}`);
   return input.checked === true;
 }
-
-const inputValue = (page: string, name: string) => tags(page, 'input').find((a) => a.name === name)?.value;
 
 const textareaValue = (page: string, name: string) =>
   decode(

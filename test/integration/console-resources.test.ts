@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { signedIn, type ConsoleResponse, type ConsoleSession } from '../support/console.ts';
+import { decode, fieldError, fieldsInError, inputValue, versionOf } from '../support/pages.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 /** The resource pages of the console, through their forms over HTTP, as a browser without scripts uses them. */
@@ -21,52 +22,18 @@ afterAll(() => server.close());
 const unique = (label: string) => `https://${label}-${randomBytes(4).toString('hex')}.example.com`;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-const ENTITIES: Readonly<Record<string, string>> = {
-  '&amp;': '&',
-  '&lt;': '<',
-  '&gt;': '>',
-  '&quot;': '"',
-  '&#39;': "'",
-  '&#96;': '`',
-};
-const unescape = (text: string) =>
-  text.replace(/&(?:amp|lt|gt|quot|#39|#96);/g, (entity) => ENTITIES[entity] ?? '');
-
-/** The message shown next to a field, unescaped, or undefined. */
-function fieldError(page: ConsoleResponse, name: string): string | undefined {
-  const match = new RegExp(`<p class="field-error" id="error-${name}">([^<]*)</p>`).exec(page.text);
-  return match?.[1] === undefined ? undefined : unescape(match[1]);
-}
-
-/** Every field with a message next to it. */
-function fieldsInError(page: ConsoleResponse): string[] {
-  return [...page.text.matchAll(/<p class="field-error" id="error-([a-z_]+)">/g)].map((match) => match[1]!);
-}
-
 /** The problems listed in the error summary at the top of the form, as [field link, message]. */
 function summary(page: ConsoleResponse): [string, string][] {
   const block = /<div class="error-summary"[\s\S]*?<\/div>/.exec(page.text)?.[0] ?? '';
   return [...block.matchAll(/<li>(?:<a href="#field-([a-z_]+)">)?([^<]*)/g)].map((match) => [
     match[1] ?? '',
-    unescape(match[2]!),
+    decode(match[2]!),
   ]);
-}
-
-function inputValue(page: ConsoleResponse, name: string): string | undefined {
-  const match = new RegExp(`id="field-${name}"\\s+name="${name}"\\s+type="[^"]*"\\s+value="([^"]*)"`).exec(
-    page.text,
-  );
-  return match?.[1] === undefined ? undefined : unescape(match[1]);
-}
-
-/** The version the edit form carries (its hidden `_version` field). */
-function versionOf(page: ConsoleResponse): string | undefined {
-  return /<input type="hidden" name="_version" value="([^"]*)" \/>/.exec(page.text)?.[1];
 }
 
 function textareaValue(page: ConsoleResponse, name: string): string | undefined {
   const match = new RegExp(`<textarea\\s+id="field-${name}"[^>]*>\\n([\\s\\S]*?)</textarea>`).exec(page.text);
-  return match?.[1] === undefined ? undefined : unescape(match[1]);
+  return match?.[1] === undefined ? undefined : decode(match[1]);
 }
 
 function selectedOption(page: ConsoleResponse, name: string): string | undefined {
@@ -171,7 +138,7 @@ describe('the resource list', () => {
     expect(first.status).toBe(200);
     const next = /<a href="([^"]+)" rel="next">Next page<\/a>/.exec(first.text)?.[1];
     expect(next).toBeDefined();
-    const nextUrl = unescape(next!);
+    const nextUrl = decode(next!);
     expect(nextUrl).toMatch(/^\/console\/resources\?limit=1&cursor=/);
     const second = await writer.get(nextUrl);
     expect(second.status).toBe(200);

@@ -4,6 +4,7 @@ import { getClient } from '../../src/clients/client.service.ts';
 import { generateDpopKey, type DpopKey } from '../support/dpop.ts';
 import { requestToken } from '../support/oauth.ts';
 import { signedIn, type ConsoleResponse, type ConsoleSession } from '../support/console.ts';
+import { decode, errorSummary, fieldError, inputValue, squash, tags, versionOf } from '../support/pages.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 /**
@@ -38,63 +39,11 @@ afterAll(() => server.close());
 // ---------------------------------------------------------------------------------------------------------------
 // Reading the pages
 
-const ENTITIES: Readonly<Record<string, string>> = {
-  '&amp;': '&',
-  '&lt;': '<',
-  '&gt;': '>',
-  '&quot;': '"',
-  '&#39;': "'",
-  '&#96;': '`',
-};
-const decode = (text: string) =>
-  text.replace(/&(?:amp|lt|gt|quot|#39|#96);/g, (entity) => ENTITIES[entity] ?? '');
-const squash = (text: string) =>
-  decode(text.replace(/<[^>]*>/g, ''))
-    .replace(/\s+/g, ' ')
-    .trim();
-const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
-type Attributes = Record<string, string | true>;
-
-function tags(page: string, name: string): Attributes[] {
-  return [...page.matchAll(new RegExp(`<${name}\\b([^>]*)>`, 'g'))].map((match) => {
-    const attributes: Attributes = {};
-    for (const attribute of (match[1] ?? '').matchAll(/([a-zA-Z-:]+)(?:="([^"]*)")?/g)) {
-      const [, attributeName = '', value] = attribute;
-      attributes[attributeName] = value === undefined ? true : decode(value);
-    }
-    return attributes;
-  });
-}
-
 /** The values of the checkboxes named `name`, and whether each is ticked. */
 const checkboxes = (page: string, name: string) =>
   tags(page, 'input')
     .filter((a) => a.type === 'checkbox' && a.name === name)
     .map((a) => [a.value, a.checked === true] as const);
-
-const inputValue = (page: string, name: string) => tags(page, 'input').find((a) => a.name === name)?.value;
-function versionOf(page: string): string | undefined {
-  const value = inputValue(page, '_version');
-  return typeof value === 'string' ? value : undefined;
-}
-
-function fieldError(page: string, name: string): string | undefined {
-  const match = new RegExp(`<p class="field-error" id="error-${escapeRegExp(name)}">([\\s\\S]*?)</p>`).exec(
-    page,
-  );
-  return match ? squash(match[1] ?? '') : undefined;
-}
-
-function errorSummary(page: string): { text: string; links: string[] } | undefined {
-  const match = /<div class="error-summary"[^>]*>([\s\S]*?)<\/div>/.exec(page);
-  if (!match) return undefined;
-  const block = match[1] ?? '';
-  return {
-    text: squash(block),
-    links: [...block.matchAll(/href="#([^"]*)"/g)].map((m) => decode(m[1] ?? '')),
-  };
-}
 
 const formActions = (page: string) => tags(page, 'form').map((a) => a.action);
 
