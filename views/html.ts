@@ -45,11 +45,6 @@ export function html(strings: TemplateStringsArray, ...values: Part[]): Html {
   return new Html(out);
 }
 
-/** Joins rendered parts without escaping them again. */
-export function join(parts: readonly Part[]): Html {
-  return new Html(render(parts));
-}
-
 /** A query string from the values set; for links that keep the current filters. */
 export function query(values: Readonly<Record<string, string | undefined>>): string {
   const params = new URLSearchParams();
