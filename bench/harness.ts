@@ -4,7 +4,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +23,7 @@ import { connectDatabase } from '../src/db/connect.ts';
 import { migrateToLatest } from '../src/db/migrator.ts';
 import { basicAuth } from '../test/support/oauth.ts';
 import type { LoadResult, LoadSpec } from './loadgen.ts';
+import { measure } from './proc.ts';
 
 export const POSTGRES_URL = process.env.BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 export const JWT_API = 'https://api.bench.example';
@@ -142,34 +143,10 @@ export async function stopServer(server: RunningServer): Promise<void> {
   await new Promise((resolve) => server.process.once('exit', resolve));
 }
 
-/** Resident set size of a process and its children (workers), in kB, from /proc. */
-async function treeRssKb(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
-  const own = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-  const children = await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '');
-  const sizes = await Promise.all(
-    children
-      .split(' ')
-      .filter(Boolean)
-      .map((child) => treeRssKb(Number(child))),
-  );
-  return own + sizes.reduce((sum, size) => sum + size, 0);
-}
-
-/** Peak resident set size of a server (with its workers) while `work` runs, sampled from /proc every 50 ms. */
+/** Peak resident set size of a server (with its workers) while `work` runs, in MB. */
 export async function withPeakRss<T>(pid: number, work: () => Promise<T>): Promise<[T, number]> {
-  let peak = 0;
-  const sample = async () => {
-    peak = Math.max(peak, await treeRssKb(pid));
-  };
-  const timer = setInterval(() => void sample(), 50);
-  try {
-    const result = await work();
-    await sample();
-    return [result, Math.round(peak / 1024)];
-  } finally {
-    clearInterval(timer);
-  }
+  const [result, cost] = await measure({ pid }, work);
+  return [result, cost.peakRssMb];
 }
 
 const execFileAsync = promisify(execFile);
@@ -208,6 +185,8 @@ export async function tokenFor(url: string, client: Seed['secretClient'], resour
 /** A fresh database of `kind` for one bench server, and the environment that server runs with. */
 export interface BenchDatabase {
   config: DatabaseConfig;
+  /** The PostgreSQL database's name; undefined for PGlite (in the server's own process). */
+  name: string | undefined;
   env: Record<string, string>;
   drop(): Promise<void>;
 }
@@ -218,6 +197,7 @@ export async function createBenchDatabase(kind: string): Promise<BenchDatabase> 
   if (kind !== 'postgres') {
     return {
       config: { kind: 'pglite', dataDir: join(dir, 'data') },
+      name: undefined,
       env: { MAYFLY_DATA_DIR: join(dir, 'data'), MAYFLY_KEYS_DIR: join(dir, 'keys') },
       drop: () => rm(dir, { recursive: true, force: true }),
     };
@@ -237,6 +217,7 @@ export async function createBenchDatabase(kind: string): Promise<BenchDatabase> 
   url.pathname = `/${dbName}`;
   return {
     config: { kind: 'postgres', url: url.href, poolMax: 10 },
+    name: dbName,
     env: {
       DATABASE_URL: url.href,
       MAYFLY_DPOP_NONCE_SECRET: randomBytes(32).toString('base64url'),

@@ -24,12 +24,12 @@ import {
   startServer,
   stopServer,
   tokenFor,
-  withPeakRss,
   type RunningServer,
   type Scenario,
   type Seed,
 } from './harness.ts';
 import type { LoadResult } from './loadgen.ts';
+import { measure, type Cost } from './proc.ts';
 import { basicAuth } from '../test/support/oauth.ts';
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 5000);
@@ -82,18 +82,19 @@ async function buildScenarios(url: string, seeded: Seed): Promise<[string, Scena
   ];
 }
 
-/** The scenarios BENCH_SCENARIOS selects, one after the other, with the server's peak RSS during each. */
+/** The scenarios BENCH_SCENARIOS selects, one after the other, with what the server (and database) spent on each. */
 async function runScenarios(
-  database: string,
+  label: string,
   server: RunningServer,
+  database: string | undefined,
   scenarios: readonly [string, Scenario][],
 ): Promise<Row[]> {
   const wanted = process.env.BENCH_SCENARIOS?.split(',');
   const rows: Row[] = [];
   for (const [scenario, spec] of scenarios) {
     if (wanted && !wanted.some((prefix) => scenario.startsWith(prefix))) continue;
-    const [result, rssMb] = await withPeakRss(server.process.pid ?? 0, () => load(spec));
-    rows.push({ database, scenario, rssMb, ...result });
+    const [result, cost] = await measure({ pid: server.process.pid ?? 0, database }, () => load(spec));
+    rows.push({ server: label, scenario, ...cost, ...result });
   }
   return rows;
 }
@@ -122,16 +123,15 @@ async function benchBaseline(): Promise<{ rows: Row[]; readyMs: number }> {
     const scenarios = (await buildScenarios(server.url, seeded)).filter(
       ([name]) => name !== 'introspect JWT',
     );
-    return { rows: await runScenarios('baseline', server, scenarios), readyMs: server.readyMs };
+    return { rows: await runScenarios('baseline', server, undefined, scenarios), readyMs: server.readyMs };
   } finally {
     await stopServer(server);
   }
 }
 
-interface Row extends LoadResult {
-  database: string;
+interface Row extends LoadResult, Cost {
+  server: string;
   scenario: string;
-  rssMb: number;
 }
 
 async function benchDatabase(kind: string, workers = 1): Promise<{ rows: Row[]; readyMs: number }> {
@@ -143,7 +143,7 @@ async function benchDatabase(kind: string, workers = 1): Promise<{ rows: Row[]; 
     const rows: Row[] = [];
     try {
       const scenarios = await buildScenarios(server.url, seeded);
-      rows.push(...(await runScenarios(label, server, scenarios)));
+      rows.push(...(await runScenarios(label, server, database.name, scenarios)));
     } finally {
       await stopServer(server);
     }
@@ -153,34 +153,50 @@ async function benchDatabase(kind: string, workers = 1): Promise<{ rows: Row[]; 
   }
 }
 
+/** µs of CPU per request answered. */
+function perRequest(us: number | undefined, row: Row): number | undefined {
+  return us === undefined || row.requests === 0 ? undefined : Math.round(us / row.requests);
+}
+
 function printTable(rows: Row[]): void {
-  const baseline = new Map(rows.filter((r) => r.database === 'baseline').map((r) => [r.scenario, r.rps]));
+  const baseline = new Map(rows.filter((r) => r.server === 'baseline').map((r) => [r.scenario, r]));
+  const times = (value: number | undefined, base: number | undefined) =>
+    value === undefined || base === undefined || base === 0 ? '' : `${(value / base).toFixed(2)}×`;
   const header = [
-    'database',
+    'server',
     'scenario',
     'req/s',
-    '× baseline',
+    '× base',
     'p50 ms',
-    'p95 ms',
     'p99 ms',
+    'p99 × base',
+    'server µs/req',
+    '× base',
+    'db µs/req',
     'errors',
     'peak RSS MB',
+    '× base',
   ];
-  const ratio = (r: Row) => {
-    const base = baseline.get(r.scenario);
-    return r.database === 'baseline' || base === undefined ? '' : `${(r.rps / base).toFixed(2)}×`;
-  };
-  const lines = rows.map((r) => [
-    r.database,
-    r.scenario,
-    String(r.rps),
-    ratio(r),
-    String(r.p50),
-    String(r.p95),
-    String(r.p99),
-    `${r.errors}/${r.requests}`,
-    String(r.rssMb),
-  ]);
+  const lines = rows.map((r) => {
+    const base = r.server === 'baseline' ? undefined : baseline.get(r.scenario);
+    const serverUs = perRequest(r.serverCpuUs, r);
+    const databaseUs = perRequest(r.databaseCpuUs, r);
+    return [
+      r.server,
+      r.scenario,
+      String(r.rps),
+      times(r.rps, base?.rps),
+      String(r.p50),
+      String(r.p99),
+      times(r.p99, base?.p99),
+      String(serverUs ?? ''),
+      times(serverUs, base && perRequest(base.serverCpuUs, base)),
+      databaseUs === undefined ? (r.server.startsWith('pglite') ? 'in server' : '') : String(databaseUs),
+      `${r.errors}/${r.requests}`,
+      String(r.peakRssMb),
+      times(r.peakRssMb, base?.peakRssMb),
+    ];
+  });
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? '').length)));
   const format = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`;
   console.log(format(header));
@@ -209,7 +225,7 @@ const failed = all.filter((r) => r.errors > 0 || r.requests < REQUESTS);
 if (all.length === 0) console.error('no scenario matched BENCH_SCENARIOS');
 if (failed.length) {
   console.error(
-    `\n${failed.length} scenario(s) had errors or did not finish: ${failed.map((r) => `${r.database}/${r.scenario} ${JSON.stringify(r.statuses)}`).join('; ')}`,
+    `\n${failed.length} scenario(s) had errors or did not finish: ${failed.map((r) => `${r.server}/${r.scenario} ${JSON.stringify(r.statuses)}`).join('; ')}`,
   );
   process.exitCode = 1;
 }
