@@ -216,7 +216,7 @@ export async function createBenchDatabase(kind: string): Promise<BenchDatabase> 
   const url = new URL(POSTGRES_URL);
   url.pathname = `/${dbName}`;
   return {
-    config: { kind: 'postgres', url: url.href, poolMax: 10 },
+    config: { kind: 'postgres', url: url.href, poolMax: 10, prepare: true },
     name: dbName,
     env: {
       DATABASE_URL: url.href,

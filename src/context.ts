@@ -4,6 +4,7 @@ import type Provider from 'oidc-provider';
 import { AnomalyWatch } from './abuse/anomalies.ts';
 import { RateLimits } from './abuse/rate-limits.ts';
 import { startPurgeJob, type PurgeJob } from './adapter/purge.ts';
+import { TokenStore } from './adapter/token-store.ts';
 import type { AdminDeps } from './admin/admin.routes.ts';
 import { bootstrapAdmin } from './admin/bootstrap.ts';
 import { ClientAccessCache } from './clients/client-access-cache.ts';
@@ -27,6 +28,8 @@ export interface AppContext {
   audit: Audit;
   clock: Clock;
   db: Db;
+  /** Shared token state (one-time values, stored tokens, revoked JWTs), batched. */
+  tokens: TokenStore;
   /** The signing keys as this instance sees them; changes when keys rotate. */
   keys: KeyRing;
   /** Rebuilt when the signing key changes (the provider's keystore is fixed per instance). */
@@ -96,9 +99,19 @@ export async function createAppContext(
       issuer: config.issuer,
     };
     await bootstrapAdmin({ ...admin, config, log: log.child({ component: 'bootstrap' }) });
-    const clients = new ClientAccessCache(database.db);
+    const clients = new ClientAccessCache(database.db, database.statements);
+    const tokens = new TokenStore(database.statements);
     const build = () =>
-      buildProvider({ config, secrets, signer: ring.current.signer, db: database.db, clock, log, clients });
+      buildProvider({
+        config,
+        secrets,
+        signer: ring.current.signer,
+        db: database.db,
+        tokens,
+        clock,
+        log,
+        clients,
+      });
     const ring = keys;
     const provider = build();
     if (overrides.jobs !== false) {
@@ -120,6 +133,7 @@ export async function createAppContext(
       audit,
       clock,
       db: database.db,
+      tokens,
       keys,
       provider,
       admin,

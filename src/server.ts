@@ -53,6 +53,7 @@ export function createApp(app: AppContext): Koa {
         issuer: app.config.issuer,
         audience: app.config.admin.audience,
         db: app.db,
+        tokens: app.tokens,
         clock: app.clock,
         verificationKeys: () => app.keys.current.verification,
         nonces: app.config.dpop.requireNonce

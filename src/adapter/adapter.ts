@@ -8,16 +8,18 @@ import {
   consumePayload,
   deletePayload,
   deletePayloadsByGrantId,
-  extendReplayMarker,
   findPayload,
-  insertReplayMarker,
-  upsertPayload,
+  type PayloadLookup,
 } from './oidc-payload.repository.ts';
-import { insertRevokedToken, isTokenRevoked } from './revoked-token.repository.ts';
+import { deleteReplayMarker, extendReplayMarker } from './replay-marker.repository.ts';
+import { insertRevokedToken } from './revoked-token.repository.ts';
 import { currentPresentedJwt } from './presented-jwt.ts';
+import type { TokenStore } from './token-store.ts';
 
 export interface AdapterDependencies {
   db: Db;
+  /** The hot reads and writes, batched. */
+  tokens: TokenStore;
   clock: Clock;
   /** Client metadata for oidc-provider, or undefined when the client does not exist or may not act. */
   findClientMetadata(clientId: string): Promise<AdapterPayload | undefined>;
@@ -67,7 +69,7 @@ class PayloadAdapter implements Adapter {
 
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
     const { jti: _bearerValue, ...stored } = payload;
-    await upsertPayload(this.deps.db, {
+    await this.deps.tokens.savePayload({
       model: this.model,
       id: hashId(id),
       payload: stored,
@@ -80,7 +82,8 @@ class PayloadAdapter implements Adapter {
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
-    return this.findBy({ column: 'id', value: hashId(id) }, id);
+    const found = await this.deps.tokens.findPayload(this.model, hashId(id), this.deps.clock.now());
+    return found && { ...found.payload, jti: id, ...(found.consumed ? { consumed: true } : {}) };
   }
 
   async findByUid(uid: string): Promise<AdapterPayload | undefined> {
@@ -103,17 +106,9 @@ class PayloadAdapter implements Adapter {
     await deletePayloadsByGrantId(this.deps.db, this.model, grantId);
   }
 
-  private async findBy(
-    lookup: { column: 'id' | 'uid' | 'user_code'; value: string },
-    id?: string,
-  ): Promise<AdapterPayload | undefined> {
+  private async findBy(lookup: PayloadLookup): Promise<AdapterPayload | undefined> {
     const found = await findPayload(this.deps.db, this.model, lookup, this.deps.clock.now());
-    if (!found) return undefined;
-    return {
-      ...found.payload,
-      ...(id === undefined ? {} : { jti: id }),
-      ...(found.consumed ? { consumed: true } : {}),
-    };
+    return found && { ...found.payload, ...(found.consumed ? { consumed: true } : {}) };
   }
 }
 
@@ -127,7 +122,7 @@ class ClientCredentialsAdapter extends PayloadAdapter {
     const presented = currentPresentedJwt();
     if (presented?.reference !== id) return super.find(id);
     const claims = presented.claims;
-    if (!claims || (await isTokenRevoked(this.deps.db, claims.jti))) return undefined;
+    if (!claims || (await this.deps.tokens.isRevoked(claims.jti))) return undefined;
     return {
       kind: 'ClientCredentials',
       jti: claims.jti,
@@ -181,7 +176,6 @@ abstract class IdOnlyAdapter implements Adapter {
  * @see RFC 9449 §11.1, RFC 7523 §3 (jti replay)
  */
 class ReplayDetectionAdapter extends IdOnlyAdapter {
-  private static readonly MODEL = 'ReplayDetection';
   private readonly deps: AdapterDependencies;
 
   constructor(deps: AdapterDependencies) {
@@ -192,13 +186,12 @@ class ReplayDetectionAdapter extends IdOnlyAdapter {
   async find(id: string): Promise<AdapterPayload | undefined> {
     const now = this.deps.clock.now();
     const expiresAt = new Date(now.getTime() + this.deps.replayWindowSeconds * 1000);
-    const claimed = await insertReplayMarker(this.deps.db, ReplayDetectionAdapter.MODEL, id, expiresAt, now);
-    if (claimed) return undefined;
+    if (await this.deps.tokens.claimOnce({ id, expiresAt, now })) return undefined;
     // The provider checks this payload against its own (real) clock and treats an invalid one as absent, which
     // would let the replay through: date it from real time, whatever clock the database rows follow.
     const issuedAt = Math.floor(Date.now() / 1000);
     return {
-      kind: ReplayDetectionAdapter.MODEL,
+      kind: 'ReplayDetection',
       jti: id,
       iat: issuedAt,
       exp: issuedAt + this.deps.replayWindowSeconds,
@@ -208,16 +201,11 @@ class ReplayDetectionAdapter extends IdOnlyAdapter {
   async upsert(id: string, _payload: AdapterPayload, expiresIn?: number): Promise<void> {
     // The marker exists since find(); only a value valid for longer than the window needs a later expiry.
     if (expiresIn === undefined || expiresIn <= this.deps.replayWindowSeconds) return;
-    await extendReplayMarker(
-      this.deps.db,
-      ReplayDetectionAdapter.MODEL,
-      id,
-      new Date(this.deps.clock.now().getTime() + expiresIn * 1000),
-    );
+    await extendReplayMarker(this.deps.db, id, new Date(this.deps.clock.now().getTime() + expiresIn * 1000));
   }
 
   async destroy(id: string): Promise<void> {
-    await deletePayload(this.deps.db, ReplayDetectionAdapter.MODEL, id);
+    await deleteReplayMarker(this.deps.db, id);
   }
 }
 

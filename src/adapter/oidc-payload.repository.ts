@@ -1,55 +1,74 @@
-import { sql } from 'kysely';
-
 import type { Db } from '../db/connect.ts';
+import { statement, type Statements } from '../db/statements.ts';
 
 export interface StoredPayload {
   payload: Record<string, unknown>;
   consumed: boolean;
 }
 
-export async function upsertPayload(
-  db: Db,
-  row: {
-    model: string;
-    id: string;
-    payload: Record<string, unknown>;
-    grantId: string | null;
-    uid: string | null;
-    userCode: string | null;
-    expiresAt: Date | null;
-  },
-): Promise<void> {
-  const values = {
-    model: row.model,
-    id: row.id,
-    payload: JSON.stringify(row.payload),
-    grant_id: row.grantId,
-    uid: row.uid,
-    user_code: row.userCode,
-    expires_at: row.expiresAt,
-  };
-  await db
-    .insertInto('oidc_payload')
-    .values(values)
-    .onConflict((oc) =>
-      oc.columns(['model', 'id']).doUpdateSet({
-        payload: values.payload,
-        grant_id: values.grant_id,
-        uid: values.uid,
-        user_code: values.user_code,
-        expires_at: values.expires_at,
-      }),
-    )
-    .execute();
+export interface PayloadRow {
+  model: string;
+  id: string;
+  payload: Record<string, unknown>;
+  grantId: string | null;
+  uid: string | null;
+  userCode: string | null;
+  expiresAt: Date | null;
 }
 
-type Lookup =
-  { column: 'id'; value: string } | { column: 'uid'; value: string } | { column: 'user_code'; value: string };
+const UPSERT = statement(
+  'upsert_payloads',
+  `insert into oidc_payload (model, id, payload, grant_id, uid, user_code, expires_at)
+   select model, id, payload::jsonb, grant_id, uid, user_code, expires_at
+   from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])
+     as row (model, id, payload, grant_id, uid, user_code, expires_at)
+   on conflict (model, id) do update set payload = excluded.payload, grant_id = excluded.grant_id,
+     uid = excluded.uid, user_code = excluded.user_code, expires_at = excluded.expires_at`,
+);
+
+/** Stores many payloads in one statement; of two rows with one (model, id) in a batch, the later wins. */
+export async function upsertPayloads(statements: Statements, rows: readonly PayloadRow[]): Promise<void> {
+  const latest = new Map(rows.map((row) => [`${row.model}\n${row.id}`, row]));
+  const unique = [...latest.values()];
+  await statements.query(UPSERT, [
+    unique.map((row) => row.model),
+    unique.map((row) => row.id),
+    unique.map((row) => JSON.stringify(row.payload)),
+    unique.map((row) => row.grantId),
+    unique.map((row) => row.uid),
+    unique.map((row) => row.userCode),
+    unique.map((row) => row.expiresAt?.toISOString() ?? null),
+  ]);
+}
+
+const FIND_BY_IDS = statement(
+  'find_payloads_by_id',
+  `select id, payload, consumed_at is not null as consumed from oidc_payload
+   where model = $1 and id = any($2::text[]) and (expires_at is null or expires_at > $3::timestamptz)`,
+);
+
+/** Unexpired payloads of one model by id, in one statement; undefined where none is stored. */
+export async function findPayloadsById(
+  statements: Statements,
+  model: string,
+  ids: readonly string[],
+  now: Date,
+): Promise<(StoredPayload | undefined)[]> {
+  const rows = await statements.query<{ id: string; payload: Record<string, unknown>; consumed: boolean }>(
+    FIND_BY_IDS,
+    [model, [...new Set(ids)], now.toISOString()],
+  );
+  const found = new Map(rows.map((row) => [row.id, { payload: row.payload, consumed: row.consumed }]));
+  return ids.map((id) => found.get(id));
+}
+
+/** Lookups other than by id (which goes through findPayloadsById). */
+export type PayloadLookup = { column: 'uid'; value: string } | { column: 'user_code'; value: string };
 
 export async function findPayload(
   db: Db,
   model: string,
-  lookup: Lookup,
+  lookup: PayloadLookup,
   now: Date,
 ): Promise<StoredPayload | undefined> {
   const row = await db
@@ -77,38 +96,4 @@ export async function deletePayload(db: Db, model: string, id: string): Promise<
 
 export async function deletePayloadsByGrantId(db: Db, model: string, grantId: string): Promise<void> {
   await db.deleteFrom('oidc_payload').where('model', '=', model).where('grant_id', '=', grantId).execute();
-}
-
-/**
- * Records a one-time value. Atomic: of any number of concurrent calls with one id, exactly one returns true.
- * An expired row that the purge has not removed yet counts as absent.
- */
-export async function insertReplayMarker(
-  db: Db,
-  model: string,
-  id: string,
-  expiresAt: Date,
-  now: Date,
-): Promise<boolean> {
-  const inserted = await db
-    .insertInto('oidc_payload')
-    .values({ model, id, payload: '{}', grant_id: null, uid: null, user_code: null, expires_at: expiresAt })
-    .onConflict((oc) =>
-      oc
-        .columns(['model', 'id'])
-        .doUpdateSet({ expires_at: expiresAt })
-        .where('oidc_payload.expires_at', '<=', now),
-    )
-    .returning('id')
-    .executeTakeFirst();
-  return inserted !== undefined;
-}
-
-export async function extendReplayMarker(db: Db, model: string, id: string, expiresAt: Date): Promise<void> {
-  await db
-    .updateTable('oidc_payload')
-    .set({ expires_at: sql<Date>`greatest(expires_at, ${expiresAt})` })
-    .where('model', '=', model)
-    .where('id', '=', id)
-    .execute();
 }

@@ -9,7 +9,7 @@ import type { Db } from '../db/connect.ts';
  */
 export function purgeExpiredBatch(
   db: Db,
-  table: 'oidc_payload' | 'revoked_token',
+  table: 'oidc_payload' | 'replay_marker' | 'revoked_token',
   now: Date,
   limit: number,
   lockKey: number,

@@ -11,6 +11,8 @@ const BATCH = 5_000;
 
 export interface PurgeResult {
   payloads: number;
+  /** One-time values (proof and assertion `jti`s) past the time they could be accepted. */
+  replayMarkers: number;
   revokedTokens: number;
   /** Rate-limit counters whose window had ended. */
   rateLimitCounters: number;
@@ -20,9 +22,16 @@ export interface PurgeResult {
 
 export async function purgeExpiredRows(db: Db, clock: Clock, signal?: AbortSignal): Promise<PurgeResult> {
   const now = clock.now();
-  const result: PurgeResult = { payloads: 0, revokedTokens: 0, rateLimitCounters: 0, stoppedEarly: false };
+  const result: PurgeResult = {
+    payloads: 0,
+    replayMarkers: 0,
+    revokedTokens: 0,
+    rateLimitCounters: 0,
+    stoppedEarly: false,
+  };
   for (const [table, key] of [
     ['oidc_payload', 'payloads'],
+    ['replay_marker', 'replayMarkers'],
     ['revoked_token', 'revokedTokens'],
   ] as const) {
     for (;;) {
@@ -50,10 +59,7 @@ export interface PurgeJob {
   stop(): Promise<void>;
 }
 
-export type PurgeReport = (
-  outcome: 'success' | 'failure',
-  rows: { payloads: number; revokedTokens: number; rateLimitCounters: number },
-) => void;
+export type PurgeReport = (outcome: 'success' | 'failure', rows: Omit<PurgeResult, 'stoppedEarly'>) => void;
 
 /** Runs the purge every `intervalSeconds`; a failed run is logged and retried at the next tick. */
 export function startPurgeJob(
@@ -70,11 +76,11 @@ export function startPurgeJob(
     running = purgeExpiredRows(db, clock, stopping.signal)
       .then((result) => {
         report('success', result);
-        if (result.payloads || result.revokedTokens || result.rateLimitCounters)
+        if (result.payloads || result.replayMarkers || result.revokedTokens || result.rateLimitCounters)
           log.info(result, 'purged expired rows');
       })
       .catch((error: unknown) => {
-        report('failure', { payloads: 0, revokedTokens: 0, rateLimitCounters: 0 });
+        report('failure', { payloads: 0, replayMarkers: 0, revokedTokens: 0, rateLimitCounters: 0 });
         if (isDatabaseUnavailable(error)) log.warn({ err: error }, 'purge skipped: database unavailable');
         else log.error({ err: error }, 'purge of expired rows failed');
       })

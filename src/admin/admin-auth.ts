@@ -10,8 +10,7 @@ import {
   type JWK,
 } from 'jose';
 
-import { insertReplayMarker } from '../adapter/oidc-payload.repository.ts';
-import { isTokenRevoked } from '../adapter/revoked-token.repository.ts';
+import type { TokenStore } from '../adapter/token-store.ts';
 import type { AdminScope } from '../clients/admin-rights.ts';
 import { findActiveOwnerScopes } from '../clients/client.repository.ts';
 import type { Clock } from '../clock.ts';
@@ -35,6 +34,7 @@ export interface AdminAuthDeps {
   /** `<issuer>/admin` */
   audience: string;
   db: Db;
+  tokens: TokenStore;
   clock: Clock;
   verificationKeys(): VerificationKeys;
   /** When set, every proof must carry a nonce this server issued (MAYFLY_DPOP_REQUIRE_NONCE). */
@@ -61,7 +61,7 @@ export async function authenticateAdmin(ctx: Context, deps: AdminAuthDeps): Prom
   const claims = await verifyAdminToken(token, deps);
   const proof = await verifyProof(ctx, token, claims.jkt, deps);
 
-  if (await isTokenRevoked(deps.db, claims.jti)) throw refuse('the access token has been revoked');
+  if (await deps.tokens.isRevoked(claims.jti)) throw refuse('the access token has been revoked');
   const granted = await findActiveOwnerScopes(
     deps.db,
     claims.clientId,
@@ -71,13 +71,11 @@ export async function authenticateAdmin(ctx: Context, deps: AdminAuthDeps): Prom
   if (!granted) throw refuse('the client of the access token is disabled or deleted');
   const now = deps.clock.now();
   const replayId = createHash('sha256').update(`admin\0${claims.jkt}\0${proof.jti}`).digest('base64url');
-  const first = await insertReplayMarker(
-    deps.db,
-    'ReplayDetection',
-    replayId,
-    new Date(now.getTime() + PROOF_REPLAY_SECONDS * 1000),
+  const first = await deps.tokens.claimOnce({
+    id: replayId,
+    expiresAt: new Date(now.getTime() + PROOF_REPLAY_SECONDS * 1000),
     now,
-  );
+  });
   if (!first) throw refuseProof('the DPoP proof has been used before: make a new proof for every request');
   // A scope taken away since the token was issued is gone at once, not when the token expires.
   const scopes = new Set([...claims.scopes].filter((scope) => granted.includes(scope)));

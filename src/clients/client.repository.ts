@@ -3,6 +3,7 @@ import { jsonArrayFrom } from 'kysely/helpers/postgres';
 
 import type { Db } from '../db/connect.ts';
 import type { Database } from '../db/database.ts';
+import { statement, type Statements } from '../db/statements.ts';
 import type { ClientRow, NewClientRow, UpdateClientRow } from '../db/tables/client.table.ts';
 import type { TokenFormat } from '../db/tables/resource.table.ts';
 
@@ -72,10 +73,49 @@ export async function findClientAccess(
   };
 }
 
-/** The one-row check that what an instance read about a client is still current. */
-export async function findClientVersion(db: Db, clientId: string): Promise<string | undefined> {
-  const row = await db.selectFrom('client').select('version').where('id', '=', clientId).executeTakeFirst();
-  return row && String(row.version);
+/** What each request checks about a client: whether what was read about it is still current, and whether it is live. */
+export interface ClientState {
+  /** `client.version` (a string: bigint). */
+  version: string;
+  disabledAt: Date | null;
+  tokensNotBefore: Date | null;
+}
+
+const FIND_STATES = statement(
+  'find_client_states',
+  'select id, version, disabled_at, tokens_not_before from client where id = any($1::text[])',
+);
+
+/** For each id, in order, the client's state; undefined for a client that does not exist. One statement. */
+export async function findClientStates(
+  statements: Statements,
+  clientIds: readonly string[],
+): Promise<(ClientState | undefined)[]> {
+  const rows = await statements.query<{
+    id: string;
+    version: string | number;
+    disabled_at: Date | null;
+    tokens_not_before: Date | null;
+  }>(FIND_STATES, [[...new Set(clientIds)]]);
+  const states = new Map(
+    rows.map((row) => [
+      row.id,
+      { version: String(row.version), disabledAt: row.disabled_at, tokensNotBefore: row.tokens_not_before },
+    ]),
+  );
+  return clientIds.map((id) => states.get(id));
+}
+
+/**
+ * True while the client exists, is enabled, and has not been disabled since the token was issued: a token dies
+ * with its client and stays dead when the client is enabled again. The same rule as ownsLiveTokensIssuedAt.
+ */
+export function ownsLiveTokens(state: ClientState | undefined, issuedAt: Date): boolean {
+  return (
+    state !== undefined &&
+    state.disabledAt === null &&
+    (state.tokensNotBefore === null || state.tokensNotBefore.getTime() <= issuedAt.getTime())
+  );
 }
 
 export async function insertClient(db: Db, row: NewClientRow): Promise<ClientRow> {
@@ -108,20 +148,6 @@ export async function insertClientIntrospections(
     .insertInto('client_introspection')
     .values(resourceIds.map((resourceId) => ({ client_id: clientId, resource_id: resourceId })))
     .execute();
-}
-
-/**
- * True while the client exists, is enabled, and has not been disabled since the token was issued: a token dies
- * with its client and stays dead when the client is enabled again.
- */
-export async function isTokenOwnerActive(db: Db, clientId: string, issuedAt: Date): Promise<boolean> {
-  const row = await db
-    .selectFrom('client as c')
-    .select('c.id')
-    .where('c.id', '=', clientId)
-    .where(ownsLiveTokensIssuedAt(issuedAt))
-    .executeTakeFirst();
-  return row !== undefined;
 }
 
 /** The condition shared by every check of a token's owner: enabled, and not disabled since `issuedAt`. */
@@ -318,7 +344,7 @@ export async function lockClient(db: Db, clientId: string): Promise<boolean> {
 
 /**
  * The scopes the client holds now on a resource, if the client is active for a token issued at `issuedAt`
- * (see isTokenOwnerActive); undefined when it is not. One query.
+ * (see ownsLiveTokens); undefined when it is not. One query.
  */
 export async function findActiveOwnerScopes(
   db: Db,

@@ -23,7 +23,17 @@ export const CLOCK_SKEW_SECONDS = 60;
 export const JWKS_REFRESH_MARGIN_SECONDS = 60;
 
 export type DatabaseConfig =
-  { kind: 'postgres'; url: string; poolMax: number } | { kind: 'pglite'; dataDir: string | undefined };
+  | {
+      kind: 'postgres';
+      url: string;
+      poolMax: number;
+      /**
+       * Hot statements as named prepared statements (parsed and planned once per connection). Off behind a pooler
+       * in transaction mode that cannot keep them (pgbouncer before 1.21).
+       */
+      prepare: boolean;
+    }
+  | { kind: 'pglite'; dataDir: string | undefined };
 
 export interface Config {
   port: number;
@@ -153,6 +163,7 @@ const EnvSchema = z.object({
     .refine((v) => /^postgres(ql)?:\/\//.test(v), 'expected a postgres:// or postgresql:// URL')
     .optional(),
   MAYFLY_DB_POOL_MAX: integer(1, 1000).default(10),
+  MAYFLY_DB_PREPARED_STATEMENTS: flag.default(true),
   MAYFLY_DATA_DIR: nonEmpty.default('./data'),
   MAYFLY_KEYS_DIR: nonEmpty.default('./keys'),
   LOG_LEVEL: z
@@ -296,7 +307,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     host: e.HOST,
     issuer,
     database: e.DATABASE_URL
-      ? { kind: 'postgres', url: e.DATABASE_URL, poolMax: e.MAYFLY_DB_POOL_MAX }
+      ? {
+          kind: 'postgres',
+          url: e.DATABASE_URL,
+          poolMax: e.MAYFLY_DB_POOL_MAX,
+          prepare: e.MAYFLY_DB_PREPARED_STATEMENTS,
+        }
       : { kind: 'pglite', dataDir: e.MAYFLY_DATA_DIR },
     keysDir: e.MAYFLY_KEYS_DIR,
     logLevel: e.LOG_LEVEL,

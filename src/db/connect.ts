@@ -15,11 +15,14 @@ import pg from 'pg';
 
 import type { DatabaseConfig } from '../config/config.ts';
 import type { Database } from './database.ts';
+import { kyselyStatements, poolStatements, type Statements } from './statements.ts';
 
 export type Db = Kysely<Database>;
 
 export interface DatabaseHandle {
   db: Db;
+  /** The token and introspection paths' statements (see statements.ts). */
+  statements: Statements;
   kind: DatabaseConfig['kind'];
   /** Connections of the Postgres pool (undefined for PGlite, a single in-process connection). */
   poolStats(): { total: number; idle: number; waiting: number } | undefined;
@@ -64,6 +67,7 @@ export async function connectDatabase(config: DatabaseConfig): Promise<DatabaseH
     });
     return {
       db,
+      statements: poolStatements(pool, config.prepare, (error) => queryErrors.listener?.(error)),
       kind: 'postgres',
       poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
       queryErrors,
@@ -78,7 +82,14 @@ export async function connectDatabase(config: DatabaseConfig): Promise<DatabaseH
     dialect: new SerializedDialect(new PGliteDialect({ pglite })),
     log: reportErrors(queryErrors),
   });
-  return { db, kind: 'pglite', poolStats: () => undefined, queryErrors, close: () => db.destroy() };
+  return {
+    db,
+    statements: kyselyStatements(db),
+    kind: 'pglite',
+    poolStats: () => undefined,
+    queryErrors,
+    close: () => db.destroy(),
+  };
 }
 
 /**

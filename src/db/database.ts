@@ -9,6 +9,7 @@ import type {
 import type { OidcPayloadTable } from './tables/oidc-payload.table.ts';
 import type { RateLimitTable } from './tables/rate-limit.table.ts';
 import type { ClientRegistrationTable, RegistrationTokenTable } from './tables/registration.table.ts';
+import type { ReplayMarkerTable } from './tables/replay-marker.table.ts';
 import type { ResourceTable } from './tables/resource.table.ts';
 import type { RevokedTokenTable } from './tables/revoked-token.table.ts';
 import type { SigningKeyTable } from './tables/signing-key.table.ts';
@@ -20,6 +21,7 @@ export interface Database {
   client_grant: ClientGrantTable;
   client_introspection: ClientIntrospectionTable;
   oidc_payload: OidcPayloadTable;
+  replay_marker: ReplayMarkerTable;
   revoked_token: RevokedTokenTable;
   signing_key: SigningKeyTable;
   audit_event: AuditEventTable;

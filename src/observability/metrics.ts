@@ -17,7 +17,7 @@ export interface Metrics {
   introspection(outcome: 'success' | 'failure', active: boolean): void;
   purge(
     outcome: 'success' | 'failure',
-    rows: { payloads: number; revokedTokens: number; rateLimitCounters: number },
+    rows: { payloads: number; replayMarkers: number; revokedTokens: number; rateLimitCounters: number },
   ): void;
   /** A request refused by a rate limit or an authentication-failure block. */
   rateLimited(limit: string): void;
@@ -153,6 +153,7 @@ export function createMetrics(): Metrics {
     purge(outcome, rows) {
       purges.inc({ outcome });
       if (rows.payloads) purged.inc({ table: 'oidc_payload' }, rows.payloads);
+      if (rows.replayMarkers) purged.inc({ table: 'replay_marker' }, rows.replayMarkers);
       if (rows.revokedTokens) purged.inc({ table: 'revoked_token' }, rows.revokedTokens);
       if (rows.rateLimitCounters) purged.inc({ table: 'rate_limit' }, rows.rateLimitCounters);
     },

@@ -7,10 +7,10 @@ import Provider, {
 } from 'oidc-provider';
 
 import { createAdapterFactory } from '../adapter/adapter.ts';
+import type { TokenStore } from '../adapter/token-store.ts';
 import { isDatabaseUnavailable } from '../db/availability.ts';
 import type { Clock } from '../clock.ts';
 import type { ClientAccessCache } from '../clients/client-access-cache.ts';
-import { isTokenOwnerActive } from '../clients/client.repository.ts';
 import { matchesSecretHash } from '../clients/client-secret.ts';
 import type { Config } from '../config/config.ts';
 import type { Secrets } from '../config/secrets.ts';
@@ -44,9 +44,10 @@ export interface ProviderDependencies {
   /** Only the signer's private key reaches the provider: published and retired keys never sign. */
   signer: KeySetView['signer'];
   db: Db;
+  /** Shared by the providers an instance builds over time, as is `clients`. */
+  tokens: TokenStore;
   clock: Clock;
   log: Logger;
-  /** Shared by the providers an instance builds over time. */
   clients: ClientAccessCache;
 }
 
@@ -55,6 +56,7 @@ export function buildProvider({
   secrets,
   signer,
   db,
+  tokens,
   clock,
   log,
   clients,
@@ -64,6 +66,7 @@ export function buildProvider({
   const configuration: Configuration = {
     adapter: createAdapterFactory({
       db,
+      tokens,
       clock,
       findClientMetadata: async (clientId) => {
         const access = await clients.find(clientId, clock.now());
@@ -137,7 +140,7 @@ export function buildProvider({
           const ownerActive =
             token.clientId !== undefined &&
             typeof token.iat === 'number' &&
-            (await isTokenOwnerActive(db, token.clientId, new Date(token.iat * 1000)));
+            (await clients.ownsLiveTokens(token.clientId, new Date(token.iat * 1000)));
           return recordPolicyDecision(
             ctx,
             ownerActive ? undefined : 'the client of the token is disabled or deleted',

@@ -423,7 +423,7 @@ export function headerSafe(value: string): string {
  * its rows' text, in one round trip.
  *
  * Left out, because a refused request legitimately records its attempt there:
- * - `oidc_payload` rows of model ReplayDetection: the jti of every DPoP proof and client assertion is claimed
+ * - `replay_marker`: the jti of every DPoP proof and client assertion is claimed
  *   before anything else is checked (RFC 9449 §11.1, RFC 7523 §3), so a proof seen once cannot be replayed even in
  *   a request that fails for another reason;
  * - `rate_limit`: request and authentication-failure counters, which count refused requests by design;
@@ -439,7 +439,7 @@ const FINGERPRINTED: Record<string, string> = {
   client_secret: 'select * from client_secret',
   client_grant: 'select * from client_grant',
   client_introspection: 'select * from client_introspection',
-  oidc_payload: "select * from oidc_payload where model <> 'ReplayDetection'",
+  oidc_payload: 'select * from oidc_payload',
   revoked_token: 'select * from revoked_token',
   signing_key: 'select * from signing_key',
   audit_event: "select * from audit_event where action not like 'anomaly.%'",

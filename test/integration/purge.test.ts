@@ -22,7 +22,7 @@ beforeAll(async () => {
 });
 afterAll(() => server.close());
 
-const count = async (table: 'oidc_payload' | 'revoked_token') =>
+const count = async (table: 'oidc_payload' | 'replay_marker' | 'revoked_token') =>
   Number(
     (
       await server.app.db
@@ -51,12 +51,14 @@ it('removes expired tokens, replay markers and revocations, and keeps what is st
     .type('form')
     .send({ token: jwt })
     .expect(200);
-  // 3 opaque tokens + 4 proof markers; 1 revoked JWT.
-  expect(await count('oidc_payload')).toBe(7);
+  // 3 opaque tokens, 4 proof markers, 1 revoked JWT.
+  expect(await count('oidc_payload')).toBe(3);
+  expect(await count('replay_marker')).toBe(4);
   expect(await count('revoked_token')).toBe(1);
 
   expect(await purgeExpiredRows(server.app.db, clock)).toEqual({
     payloads: 0,
+    replayMarkers: 0,
     revokedTokens: 0,
     rateLimitCounters: 0,
     stoppedEarly: false,
@@ -65,20 +67,23 @@ it('removes expired tokens, replay markers and revocations, and keeps what is st
   clock.offsetMs = 61_000; // opaque tokens (60 s) expired; proof markers (660 s) and the revocation (300 s) not.
   expect(await purgeExpiredRows(server.app.db, clock)).toEqual({
     payloads: 3,
+    replayMarkers: 0,
     revokedTokens: 0,
     rateLimitCounters: 0,
     stoppedEarly: false,
   });
-  expect(await count('oidc_payload')).toBe(4);
+  expect(await count('oidc_payload')).toBe(0);
+  expect(await count('replay_marker')).toBe(4);
 
   clock.offsetMs = 700_000;
   expect(await purgeExpiredRows(server.app.db, clock)).toEqual({
-    payloads: 4,
+    payloads: 0,
+    replayMarkers: 4,
     revokedTokens: 1,
     rateLimitCounters: 0,
     stoppedEarly: false,
   });
-  expect(await count('oidc_payload')).toBe(0);
+  expect(await count('replay_marker')).toBe(0);
   expect(await count('revoked_token')).toBe(0);
   clock.offsetMs = 0;
 });
@@ -86,7 +91,7 @@ it('removes expired tokens, replay markers and revocations, and keeps what is st
 it('deletes a large backlog in batches', async () => {
   const expired = new Date(Date.now() - 1000);
   const rows = Array.from({ length: 12_000 }, (_, i) => ({
-    model: 'ReplayDetection',
+    model: 'ClientCredentials',
     id: `backlog-${i}`,
     payload: '{}',
     grant_id: null,
@@ -102,6 +107,7 @@ it('deletes a large backlog in batches', async () => {
   }
   expect(await purgeExpiredRows(server.app.db, clock)).toEqual({
     payloads: 12_000,
+    replayMarkers: 0,
     revokedTokens: 0,
     rateLimitCounters: 0,
     stoppedEarly: false,
@@ -111,20 +117,12 @@ it('deletes a large backlog in batches', async () => {
 
 it('runs on a schedule and stops cleanly', async () => {
   await server.app.db
-    .insertInto('oidc_payload')
-    .values({
-      model: 'ReplayDetection',
-      id: 'scheduled',
-      payload: '{}',
-      grant_id: null,
-      uid: null,
-      user_code: null,
-      expires_at: new Date(0),
-    })
+    .insertInto('replay_marker')
+    .values({ id: 'scheduled', expires_at: new Date(0) })
     .execute();
   const job = startPurgeJob(server.app.db, clock, 0.05, createLogger('silent'));
   try {
-    await expect.poll(() => count('oidc_payload'), { timeout: 5000, interval: 50 }).toBe(0);
+    await expect.poll(() => count('replay_marker'), { timeout: 5000, interval: 50 }).toBe(0);
   } finally {
     await job.stop();
   }
@@ -135,6 +133,7 @@ it('stops between batches when asked, and steps aside while another instance pur
   aborted.abort();
   expect(await purgeExpiredRows(server.app.db, clock, aborted.signal)).toEqual({
     payloads: 0,
+    replayMarkers: 0,
     revokedTokens: 0,
     rateLimitCounters: 0,
     stoppedEarly: true,

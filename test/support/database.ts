@@ -30,7 +30,7 @@ export async function createTestDatabase(options: { pgliteDir?: string } = {}): 
   await withAdmin(serverUrl, (admin) => admin.query(`create database ${name}`));
   const url = new URL(serverUrl);
   url.pathname = `/${name}`;
-  const config: DatabaseConfig = { kind: 'postgres', url: url.href, poolMax: 10 };
+  const config: DatabaseConfig = { kind: 'postgres', url: url.href, poolMax: 10, prepare: true };
   const handle = await connectDatabase(config);
   return {
     config,

@@ -51,7 +51,12 @@ describe('loadConfig', () => {
       MAYFLY_DB_POOL_MAX: '4',
     });
     expect(config.issuer).toBe('http://localhost:8080');
-    expect(config.database).toEqual({ kind: 'postgres', url: 'postgres://u@db:5432/mayfly', poolMax: 4 });
+    expect(config.database).toEqual({
+      kind: 'postgres',
+      url: 'postgres://u@db:5432/mayfly',
+      poolMax: 4,
+      prepare: true,
+    });
   });
 
   it('normalises the issuer and treats blank values as unset', () => {
