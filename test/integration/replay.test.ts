@@ -1,6 +1,8 @@
 import { exportJWK, generateKeyPair } from 'jose';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 
+import { TokenStore } from '../../src/adapter/token-store.ts';
+import type { Statement, Statements } from '../../src/db/statements.ts';
 import { createProof, generateDpopKey } from '../support/dpop.ts';
 import { createClientAssertion, JWT_BEARER_ASSERTION, requestToken, postToken } from '../support/oauth.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
@@ -110,4 +112,61 @@ it('keeps a proof marker for longer than the proof could be accepted, so a late 
     .executeTakeFirstOrThrow();
   const keptFor = (marker.expires_at.getTime() - Date.now()) / 1000;
   expect(keptFor).toBeGreaterThan(290 + 300);
+});
+
+/** The database's statements, counting how many of them ran. */
+function countingStatements(inner: Statements): Statements & { ran: string[] } {
+  const ran: string[] = [];
+  return {
+    ran,
+    query<Row>(statement: Statement, values: readonly unknown[]) {
+      ran.push(statement.name);
+      return inner.query<Row>(statement, values);
+    },
+  };
+}
+
+it('settles duplicates inside one batched claim: the first claim of a value wins, the others are replays', async () => {
+  const statements = countingStatements(server.database.handle.statements);
+  const store = new TokenStore(statements);
+  const now = new Date();
+  const expiresAt = new Date(now.getTime() + 660_000);
+  const ids = ['dup-a', 'dup-b', 'dup-a', 'dup-c', 'dup-a', 'dup-b'];
+  const won = await Promise.all(ids.map((id) => store.claimOnce({ id, expiresAt, now })));
+  expect(won).toEqual([true, true, false, true, false, false]);
+  // One statement for the six claims.
+  expect(statements.ran).toEqual(['mayfly_claim_replay_markers']);
+  // A later batch finds every value taken.
+  const again = await Promise.all(
+    ['dup-a', 'dup-b', 'dup-c'].map((id) => store.claimOnce({ id, expiresAt, now })),
+  );
+  expect(again).toEqual([false, false, false]);
+});
+
+it('lets exactly one of two instances claim a value when both batches hold it, many times over', async () => {
+  // Two stores are two instances' batchers on the same database: each sends its batch as one statement.
+  const first = new TokenStore(server.database.handle.statements);
+  const second = new TokenStore(server.database.handle.statements);
+  const now = new Date();
+  const expiresAt = new Date(now.getTime() + 660_000);
+  for (let round = 0; round < 20; round += 1) {
+    const id = `shared-${round}`;
+    const claims = await Promise.all([
+      ...Array.from({ length: 5 }, () => first.claimOnce({ id, expiresAt, now })),
+      ...Array.from({ length: 5 }, () => second.claimOnce({ id, expiresAt, now })),
+    ]);
+    expect(claims.filter(Boolean)).toHaveLength(1);
+  }
+});
+
+it('reclaims a value whose marker has expired, once', async () => {
+  const store = new TokenStore(server.database.handle.statements);
+  const past = new Date(Date.now() - 1_000);
+  await server.app.db.insertInto('replay_marker').values({ id: 'expired', expires_at: past }).execute();
+  const now = new Date();
+  const expiresAt = new Date(now.getTime() + 660_000);
+  const claims = await Promise.all(
+    Array.from({ length: 4 }, () => store.claimOnce({ id: 'expired', expiresAt, now })),
+  );
+  expect(claims).toEqual([true, false, false, false]);
 });
