@@ -18,8 +18,8 @@ type Jwk = webcrypto.JsonWebKey & Record<string, unknown>;
 function ecJwk(): { publicJwk: Jwk; privateJwk: Jwk } {
   const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   return {
-    publicJwk: publicKey.export({ format: 'jwk' }) as Jwk,
-    privateJwk: privateKey.export({ format: 'jwk' }) as Jwk,
+    publicJwk: publicKey.export({ format: 'jwk' }),
+    privateJwk: privateKey.export({ format: 'jwk' }),
   };
 }
 
