@@ -83,6 +83,12 @@ function ticksToUs(ticks: number): number {
   return (ticks * 1_000_000) / TICKS_PER_SECOND;
 }
 
+/** CPU time of this process's children that have exited and been waited for (the load generator), in µs. */
+async function reapedChildrenCpuUs(): Promise<number> {
+  const stat = await readStat(process.pid);
+  return ticksToUs(stat?.reaped ?? 0);
+}
+
 /** What one measured piece of work cost. */
 export interface Cost {
   /** Peak resident set size of the server's tree, sampled every 50 ms, in MB. */
@@ -91,6 +97,8 @@ export interface Cost {
   serverCpuUs: number;
   /** CPU time spent by PostgreSQL (see postgresCpuUs), in µs; undefined without a PostgreSQL database. */
   databaseCpuUs: number | undefined;
+  /** CPU time of the load generator(s) that `work` ran and waited for, in µs. */
+  loadCpuUs: number;
 }
 
 /**
@@ -108,14 +116,16 @@ export async function measure<T>(
   };
   const timer = setInterval(() => void sample(), 50);
   try {
-    const [serverBefore, databaseBefore] = await Promise.all([
+    const [serverBefore, databaseBefore, loadBefore] = await Promise.all([
       treeCpuUs(server.pid),
       database === undefined ? undefined : postgresCpuUs(database),
+      reapedChildrenCpuUs(),
     ]);
     const result = await work();
-    const [serverAfter, databaseAfter] = await Promise.all([
+    const [serverAfter, databaseAfter, loadAfter] = await Promise.all([
       treeCpuUs(server.pid),
       database === undefined ? undefined : postgresCpuUs(database),
+      reapedChildrenCpuUs(),
       sample(),
     ]);
     return [
@@ -127,6 +137,7 @@ export async function measure<T>(
           databaseBefore === undefined || databaseAfter === undefined
             ? undefined
             : databaseAfter - databaseBefore,
+        loadCpuUs: loadAfter - loadBefore,
       },
     ];
   } finally {
