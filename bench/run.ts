@@ -3,7 +3,11 @@
  * third process, and prints one table. Traffic goes to 127.0.0.1 only; every scenario is bounded in requests
  * and time.
  *
- *   BENCH_REQUESTS (5000)  BENCH_CONCURRENCY (32)  BENCH_DATABASES (pglite,postgres)
+ * Every server runs from the start; the scenarios then go round by round, each round measuring every server
+ * in turn (in a rotating order), so that a noisy neighbour or a drifting clock rate affects all alike. Each row
+ * gives the median of its rounds.
+ *
+ *   BENCH_REQUESTS (5000)  BENCH_CONCURRENCY (32)  BENCH_ROUNDS (3)  BENCH_DATABASES (pglite,postgres)
  *   BENCH_POSTGRES_URL (postgres://postgres@127.0.0.1:5432/postgres): server on which a bench database is created
  *   BENCH_SCENARIOS: comma-separated scenario name prefixes to run (default: all)
  *   BENCH_PROFILE_DIR: write a V8 CPU profile of each server process there (node --cpu-prof)
@@ -24,6 +28,7 @@ import {
   startServer,
   stopServer,
   tokenFor,
+  type BenchDatabase,
   type RunningServer,
   type Scenario,
   type Seed,
@@ -33,6 +38,7 @@ import { measure, type Cost } from './proc.ts';
 import { basicAuth } from '../test/support/oauth.ts';
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 5000);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 const DATABASES = (process.env.BENCH_DATABASES ?? 'pglite,postgres').split(',');
 /** Worker counts measured on Postgres (MAYFLY_WORKERS); PGlite is single-process. */
@@ -82,28 +88,21 @@ async function buildScenarios(url: string, seeded: Seed): Promise<[string, Scena
   ];
 }
 
-/** The scenarios BENCH_SCENARIOS selects, one after the other, with what the server (and database) spent on each. */
-async function runScenarios(
-  label: string,
-  server: RunningServer,
-  database: string | undefined,
-  scenarios: readonly [string, Scenario][],
-): Promise<Row[]> {
-  const wanted = process.env.BENCH_SCENARIOS?.split(',');
-  const rows: Row[] = [];
-  for (const [scenario, spec] of scenarios) {
-    if (wanted && !wanted.some((prefix) => scenario.startsWith(prefix))) continue;
-    const [result, cost] = await measure({ pid: server.process.pid ?? 0, database }, () => load(spec));
-    rows.push({ server: label, scenario, ...cost, ...result });
-  }
-  return rows;
+/** A server under test, with the scenarios it answers. */
+interface Target {
+  label: string;
+  server: RunningServer;
+  /** Its PostgreSQL database, whose backends' CPU counts; undefined for the baseline and PGlite. */
+  database: string | undefined;
+  scenarios: Map<string, Scenario>;
+  stop(): Promise<void>;
 }
 
 /**
  * Plain oidc-provider with its memory adapter and the same token configuration, measured by the same load
  * generator. Introspecting a JWT is left out: the plain provider cannot (it answers inactive without looking).
  */
-async function benchBaseline(): Promise<{ rows: Row[]; readyMs: number }> {
+async function startBaseline(): Promise<Target> {
   const pair = await generateKeyPair('ES256', { extractable: true });
   const seeded: Seed = {
     secretClient: { id: 'bench-secret', secret: randomBytes(32).toString('base64url') },
@@ -119,13 +118,34 @@ async function benchBaseline(): Promise<{ rows: Row[]; readyMs: number }> {
     { BASELINE_SEED: JSON.stringify(baselineSeed) },
     'bench/baseline-server.ts',
   );
+  const scenarios = (await buildScenarios(server.url, seeded)).filter(([name]) => name !== 'introspect JWT');
+  return {
+    label: 'baseline',
+    server,
+    database: undefined,
+    scenarios: new Map(scenarios),
+    stop: () => stopServer(server),
+  };
+}
+
+async function startMayfly(kind: string, workers: number): Promise<Target> {
+  const database: BenchDatabase = await createBenchDatabase(kind);
   try {
-    const scenarios = (await buildScenarios(server.url, seeded)).filter(
-      ([name]) => name !== 'introspect JWT',
-    );
-    return { rows: await runScenarios('baseline', server, undefined, scenarios), readyMs: server.readyMs };
-  } finally {
-    await stopServer(server);
+    const seeded = await seed(database.config);
+    const server = await startServer({ ...database.env, MAYFLY_WORKERS: String(workers) });
+    return {
+      label: workers > 1 ? `${kind} ×${workers} workers` : kind,
+      server,
+      database: database.name,
+      scenarios: new Map(await buildScenarios(server.url, seeded)),
+      async stop() {
+        await stopServer(server);
+        await database.drop();
+      },
+    };
+  } catch (error) {
+    await database.drop();
+    throw error;
   }
 }
 
@@ -134,23 +154,43 @@ interface Row extends LoadResult, Cost {
   scenario: string;
 }
 
-async function benchDatabase(kind: string, workers = 1): Promise<{ rows: Row[]; readyMs: number }> {
-  const database = await createBenchDatabase(kind);
-  const label = workers > 1 ? `${kind} ×${workers} workers` : kind;
-  try {
-    const seeded = await seed(database.config);
-    const server = await startServer({ ...database.env, MAYFLY_WORKERS: String(workers) });
-    const rows: Row[] = [];
-    try {
-      const scenarios = await buildScenarios(server.url, seeded);
-      rows.push(...(await runScenarios(label, server, database.name, scenarios)));
-    } finally {
-      await stopServer(server);
-    }
-    return { rows, readyMs: server.readyMs };
-  } finally {
-    await database.drop();
-  }
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? (sorted[middle] ?? 0) : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
+}
+
+/** One row from the rounds of one server and scenario: the median of each figure, the worst of errors and RSS. */
+function combine(rounds: Row[]): Row {
+  const first = rounds[0];
+  if (!first) throw new Error('no round to combine');
+  const of = (pick: (row: Row) => number) => median(rounds.map(pick));
+  const statuses: Record<string, number> = {};
+  for (const round of rounds)
+    for (const [status, count] of Object.entries(round.statuses))
+      statuses[status] = (statuses[status] ?? 0) + count;
+  const requests = Math.min(...rounds.map((row) => row.requests));
+  // Totals scaled to `requests`, so that the table's division gives the median cost per request.
+  const perRequestUs = (pick: (row: Row) => number | undefined) =>
+    rounds.every((row) => pick(row) !== undefined)
+      ? of((row) => ((pick(row) ?? 0) / Math.max(1, row.requests)) * requests)
+      : undefined;
+  return {
+    server: first.server,
+    scenario: first.scenario,
+    requests,
+    errors: Math.max(...rounds.map((row) => row.errors)),
+    statuses,
+    seconds: of((row) => row.seconds),
+    rps: Math.round(of((row) => row.rps)),
+    p50: of((row) => row.p50),
+    p95: of((row) => row.p95),
+    p99: of((row) => row.p99),
+    peakRssMb: Math.max(...rounds.map((row) => row.peakRssMb)),
+    serverCpuUs: perRequestUs((row) => row.serverCpuUs) ?? 0,
+    databaseCpuUs: perRequestUs((row) => row.databaseCpuUs),
+    loadCpuUs: perRequestUs((row) => row.loadCpuUs) ?? 0,
+  };
 }
 
 /** µs of CPU per request answered. */
@@ -206,28 +246,56 @@ function printTable(rows: Row[]): void {
   for (const line of lines) console.log(format(line));
 }
 
-const all: Row[] = [];
-if (process.env.BENCH_BASELINE !== 'false') {
-  const { rows, readyMs } = await benchBaseline();
-  console.log(`baseline (plain oidc-provider, memory adapter): ready ${readyMs} ms after spawn`);
-  all.push(...rows);
-}
-for (const kind of DATABASES) {
-  for (const workers of kind === 'postgres' ? WORKERS : [1]) {
-    const { rows, readyMs } = await benchDatabase(kind, workers);
-    console.log(`${kind}${workers > 1 ? ` ×${workers} workers` : ''}: ready ${readyMs} ms after spawn`);
-    all.push(...rows);
+const targets: Target[] = [];
+const wanted = process.env.BENCH_SCENARIOS?.split(',');
+try {
+  if (process.env.BENCH_BASELINE !== 'false') targets.push(await startBaseline());
+  for (const kind of DATABASES) {
+    for (const workers of kind === 'postgres' ? WORKERS : [1]) targets.push(await startMayfly(kind, workers));
   }
-}
-console.log(
-  `\n${REQUESTS} requests per scenario, ${CONCURRENCY} connections, load generator in its own process\n`,
-);
-printTable(all);
-const failed = all.filter((r) => r.errors > 0 || r.requests < REQUESTS);
-if (all.length === 0) console.error('no scenario matched BENCH_SCENARIOS');
-if (failed.length) {
-  console.error(
-    `\n${failed.length} scenario(s) had errors or did not finish: ${failed.map((r) => `${r.server}/${r.scenario} ${JSON.stringify(r.statuses)}`).join('; ')}`,
+  for (const target of targets) console.log(`${target.label}: ready ${target.server.readyMs} ms after spawn`);
+  const names = [...new Set(targets.flatMap((target) => [...target.scenarios.keys()]))].filter(
+    (name) => !wanted || wanted.some((prefix) => name.startsWith(prefix)),
   );
-  process.exitCode = 1;
+  const rounds = new Map<string, Row[]>();
+  for (const name of names) {
+    for (let round = 0; round < ROUNDS; round += 1) {
+      // A rotating order: no server always goes first (on a cold cache) or last.
+      const order = targets.map((_, i) => targets[(i + round) % targets.length]);
+      for (const target of order) {
+        const spec = target?.scenarios.get(name);
+        if (!target || !spec) continue;
+        const [result, cost] = await measure(
+          { pid: target.server.process.pid ?? 0, database: target.database },
+          () => load(spec),
+        );
+        const key = `${target.label}\n${name}`;
+        rounds.set(key, [
+          ...(rounds.get(key) ?? []),
+          { server: target.label, scenario: name, ...cost, ...result },
+        ]);
+      }
+    }
+  }
+  const all = targets.flatMap((target) =>
+    names.flatMap((name) => {
+      const measured = rounds.get(`${target.label}\n${name}`);
+      return measured ? [combine(measured)] : [];
+    }),
+  );
+  console.log(
+    `\n${REQUESTS} requests per scenario and round, ${ROUNDS} round(s), ${CONCURRENCY} connections, ` +
+      'load generator in its own process; medians of the rounds\n',
+  );
+  printTable(all);
+  const failed = all.filter((r) => r.errors > 0 || r.requests < REQUESTS);
+  if (all.length === 0) console.error('no scenario matched BENCH_SCENARIOS');
+  if (failed.length) {
+    console.error(
+      `\n${failed.length} scenario(s) had errors or did not finish: ${failed.map((r) => `${r.server}/${r.scenario} ${JSON.stringify(r.statuses)}`).join('; ')}`,
+    );
+    process.exitCode = 1;
+  }
+} finally {
+  for (const target of targets) await target.stop();
 }

@@ -66,6 +66,8 @@ export function presentJwtAccessTokens(options: JwtPresentationOptions) {
 }
 
 function looksLikeJwt(token: string): boolean {
+  // A compact JWS has three parts; an opaque token has none, and is told apart without decoding (and throwing).
+  if (token.split('.', 4).length !== 3) return false;
   try {
     return decodeProtectedHeader(token).alg !== undefined;
   } catch {
