@@ -1,4 +1,13 @@
-import { createHash, KeyObject, sign, verify, type webcrypto } from 'node:crypto';
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  KeyObject,
+  sign,
+  type JsonWebKeyInput,
+  verify,
+  type webcrypto,
+} from 'node:crypto';
 
 type CryptoKey = webcrypto.CryptoKey;
 type JsonWebKey = webcrypto.JsonWebKey;
@@ -30,16 +39,21 @@ export function tuneWebCrypto(subtle: SubtleCrypto = globalThis.crypto.subtle): 
     verify: subtle.verify.bind(subtle) as Verify,
   };
   const keys = new Map<string, CryptoKey>();
+  const importJwk: ImportKey = async (format, keyData, algorithm, extractable, usages) => {
+    const key = await original.importKey(format, keyData, algorithm, extractable, usages);
+    if (format === 'jwk') rememberEcdsaKey(key, keyData);
+    return key;
+  };
   const importKey: ImportKey = async (format, keyData, algorithm, extractable, usages) => {
     const id = format === 'jwk' ? publicJwkId(keyData, algorithm, extractable, usages) : undefined;
-    if (id === undefined) return original.importKey(format, keyData, algorithm, extractable, usages);
+    if (id === undefined) return importJwk(format, keyData, algorithm, extractable, usages);
     const known = keys.get(id);
     if (known) {
       keys.delete(id);
       keys.set(id, known);
       return known;
     }
-    const key = await original.importKey(format, keyData, algorithm, extractable, usages);
+    const key = await importJwk(format, keyData, algorithm, extractable, usages);
     keys.set(id, key);
     if (keys.size > IMPORTED_KEYS) keys.delete(keys.keys().next().value as string);
     return key;
@@ -167,9 +181,28 @@ function ecdsaHashOf(algorithm: unknown): string | undefined {
   return hashOf(hash, ECDSA_HASHES);
 }
 
+/** node:crypto's KeyObject for the same key as an ECDSA CryptoKey. */
 const keyObjects = new WeakMap<CryptoKey, KeyObject>();
 
-/** The KeyObject behind an ECDSA CryptoKey of the given type that allows `usage`; undefined for any other. */
+/**
+ * Keeps the KeyObject of an ECDSA key imported from a JWK (WebCrypto accepted it first), made from the same
+ * JWK: node:crypto cannot read a non-extractable CryptoKey (such as the provider's signing key) without a
+ * deprecated call.
+ */
+function rememberEcdsaKey(key: CryptoKey, jwk: unknown): void {
+  if (key.algorithm.name !== 'ECDSA' || typeof jwk !== 'object' || jwk === null) return;
+  try {
+    const material: JsonWebKeyInput = { key: jwk as JsonWebKeyInput['key'], format: 'jwk' };
+    keyObjects.set(key, key.type === 'private' ? createPrivateKey(material) : createPublicKey(material));
+  } catch {
+    // node:crypto reads it otherwise than WebCrypto: WebCrypto alone will use this key.
+  }
+}
+
+/**
+ * The KeyObject behind an ECDSA CryptoKey of the given type that allows `usage`: one imported from a JWK (see
+ * rememberEcdsaKey) or any extractable key. Undefined for any other key, which WebCrypto then uses itself.
+ */
 function ecdsaKeyOf(
   key: unknown,
   type: 'public' | 'private',
@@ -178,7 +211,7 @@ function ecdsaKeyOf(
   if (!(key instanceof globalThis.CryptoKey)) return undefined;
   if (key.type !== type || key.algorithm.name !== 'ECDSA' || !key.usages.includes(usage)) return undefined;
   let keyObject = keyObjects.get(key);
-  if (!keyObject) {
+  if (!keyObject && key.extractable) {
     keyObject = KeyObject.from(key);
     keyObjects.set(key, keyObject);
   }

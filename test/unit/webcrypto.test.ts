@@ -5,10 +5,10 @@
  * prototype's methods, which tuning leaves alone), good inputs and bad alike, and calls outside the fast path keep
  * WebCrypto's errors.
  */
-import { generateKeyPairSync, randomBytes, type webcrypto } from 'node:crypto';
+import { generateKeyPairSync, KeyObject, randomBytes, type webcrypto } from 'node:crypto';
 
 import { EmbeddedJWK, exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 
 import { tuneWebCrypto } from '../../src/oidc/webcrypto.ts';
 
@@ -224,6 +224,28 @@ describe('ECDSA signatures', () => {
       const expected = await outcome(original);
       expect(expected).not.toBe('resolved');
       expect(await outcome(tuned)).toBe(expected);
+    }
+  });
+
+  it('use non-extractable keys, imported from a JWK or generated, without a deprecated call', async () => {
+    // Node deprecates reading a non-extractable CryptoKey with KeyObject.from (DEP0204).
+    const from = vi.spyOn(KeyObject, 'from');
+    try {
+      const algorithm = { name: 'ECDSA', hash: 'SHA-256' };
+      const data = randomBytes(64);
+      const { privateJwk, publicJwk } = ecJwk();
+      const privateKey = await subtle.importKey('jwk', privateJwk, ECDSA, false, ['sign']);
+      const publicKey = await subtle.importKey('jwk', publicJwk, ECDSA, false, ['verify']);
+      const signature = await subtle.sign(algorithm, privateKey, data);
+      expect(await webCrypto.verify(algorithm, publicKey, signature, data)).toBe(true);
+      expect(await subtle.verify(algorithm, publicKey, signature, data)).toBe(true);
+      const generated = await subtle.generateKey(ECDSA, false, ['sign', 'verify']);
+      const generatedSignature = await subtle.sign(algorithm, generated.privateKey, data);
+      expect(await subtle.verify(algorithm, generated.publicKey, generatedSignature, data)).toBe(true);
+      const readNonExtractable = from.mock.calls.filter(([key]) => !(key).extractable);
+      expect(readNonExtractable).toEqual([]);
+    } finally {
+      from.mockRestore();
     }
   });
 
