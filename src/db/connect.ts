@@ -1,4 +1,9 @@
+import { fork } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
+import { extname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 import { PGlite } from '@electric-sql/pglite';
 import {
@@ -15,6 +20,7 @@ import pg from 'pg';
 
 import type { DatabaseConfig } from '../config/config.ts';
 import type { Database } from './database.ts';
+import { PGLITE_SETTINGS } from './pglite-settings.ts';
 import { kyselyStatements, poolStatements, type Statements } from './statements.ts';
 
 export type Db = Kysely<Database>;
@@ -75,8 +81,7 @@ export async function connectDatabase(config: DatabaseConfig): Promise<DatabaseH
     };
   }
 
-  if (config.dataDir) await mkdir(config.dataDir, { recursive: true });
-  const pglite = await PGlite.create(config.dataDir);
+  const pglite = await openPglite(config.dataDir);
   const queryErrors: QueryErrorHook = { listener: undefined };
   const db = new Kysely<Database>({
     dialect: new SerializedDialect(new PGliteDialect({ pglite })),
@@ -90,6 +95,32 @@ export async function connectDatabase(config: DatabaseConfig): Promise<DatabaseH
     queryErrors,
     close: () => db.destroy(),
   };
+}
+
+/**
+ * Opens the embedded database. A new data folder is first initialised (initdb, migrations) by a short-lived
+ * process of its own: initialisation runs far more of Postgres than serving does, and what it leaves behind in
+ * WebAssembly memory and compiled code would otherwise stay with the server for its lifetime.
+ */
+async function openPglite(dataDir: string | undefined): Promise<PGlite> {
+  if (dataDir === undefined) return PGlite.create({ postgresqlconf: PGLITE_SETTINGS });
+  await mkdir(dataDir, { recursive: true });
+  if (!existsSync(join(dataDir, 'PG_VERSION'))) await initialisePglite(dataDir);
+  return PGlite.create(dataDir, { postgresqlconf: PGLITE_SETTINGS });
+}
+
+async function initialisePglite(dataDir: string): Promise<void> {
+  const script = fileURLToPath(new URL(`./pglite-setup${extname(import.meta.url)}`, import.meta.url));
+  const child = fork(script, [dataDir], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString('utf8');
+  });
+  const [code] = (await once(child, 'exit')) as [number | null];
+  if (code !== 0) {
+    const reason = stderr.trim().split('\n').at(-1) ?? `exit code ${String(code)}`;
+    throw new Error(`the embedded database in ${dataDir} could not be initialised: ${reason}`);
+  }
 }
 
 /**
