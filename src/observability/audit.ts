@@ -1,4 +1,4 @@
-import type { Logger } from './logger.ts';
+import { flatRecordLogger, type Logger } from './logger.ts';
 
 /** Fields common to every access attempt on a protocol endpoint. Never a secret, proof or token value. */
 interface AccessAttempt {
@@ -124,6 +124,8 @@ const RECENT_DENIALS = 50;
 /** One logger per business event, so every audit line of a kind has the same shape. */
 export function createAudit(log: Logger) {
   const audit = log.child({ component: 'audit' });
+  // Access attempts are flat records (see AccessAttempt), written for every protocol request.
+  const attempts = flatRecordLogger(log, { component: 'audit' });
   const level = (attempt: AccessAttempt) => (attempt.outcome === 'success' ? 'info' : 'warn');
   const level2 = (outcome: 'success' | 'failure') => (outcome === 'success' ? 'info' : 'warn');
   const denials: Denial[] = [];
@@ -140,15 +142,15 @@ export function createAudit(log: Logger) {
     },
     tokenRequest(attempt: TokenAttempt) {
       remember('token', attempt);
-      audit[level(attempt)]({ event: 'token', ...attempt }, `token ${attempt.outcome}`);
+      attempts[level(attempt)]({ event: 'token', ...attempt }, `token ${attempt.outcome}`);
     },
     introspection(attempt: IntrospectionAttempt) {
       remember('introspection', attempt);
-      audit[level(attempt)]({ event: 'introspection', ...attempt }, `introspection ${attempt.outcome}`);
+      attempts[level(attempt)]({ event: 'introspection', ...attempt }, `introspection ${attempt.outcome}`);
     },
     revocation(attempt: RevocationAttempt) {
       remember('revocation', attempt);
-      audit[level(attempt)]({ event: 'revocation', ...attempt }, `revocation ${attempt.outcome}`);
+      attempts[level(attempt)]({ event: 'revocation', ...attempt }, `revocation ${attempt.outcome}`);
     },
     authFailureBackoff(step: AuthFailureBackoff) {
       audit.warn(

@@ -7,26 +7,30 @@ import { currentRequestId } from './request-context.ts';
 
 export type { Logger };
 
+/** Names under which a secret or a token would travel. */
+const SECRET_FIELDS = ['client_secret', 'client_assertion', 'token', 'access_token', 'dpop', 'authorization'];
+
 /**
  * Defence in depth: Mayfly never passes secrets or tokens to a log call, and these paths are censored should
  * one slip through.
  */
 const REDACT = [
-  'client_secret',
-  'client_assertion',
-  'token',
-  'access_token',
-  'dpop',
-  'authorization',
-  '*.client_secret',
-  '*.client_assertion',
-  '*.token',
-  '*.access_token',
-  '*.dpop',
-  '*.authorization',
+  ...SECRET_FIELDS,
+  ...SECRET_FIELDS.map((field) => `*.${field}`),
   'req.headers.authorization',
   'req.headers.dpop',
 ];
+
+/**
+ * The same defence for records that are flat by type (every member a scalar or a list of strings), such as one
+ * access attempt: nothing nests there, so only the top level is searched. Each wildcard path costs about 2 µs a
+ * line, and these lines are written for every request.
+ */
+export function flatRecordLogger(log: Logger, bindings: Record<string, string>): Logger {
+  return log.child(bindings, { redact: { paths: SECRET_FIELDS, censor: CENSOR } });
+}
+
+const CENSOR = '[redacted]';
 
 /**
  * JSON lines on stdout by default (what log pipelines read); `pretty` prints one readable line per event for a
@@ -42,7 +46,7 @@ export function createLogger(
       level,
       base: { service: 'mayfly' },
       timestamp: pino.stdTimeFunctions.isoTime,
-      redact: { paths: REDACT, censor: '[redacted]' },
+      redact: { paths: REDACT, censor: CENSOR },
       formatters: { level: (label) => ({ level: label }) },
       mixin: () => {
         const id = currentRequestId();
