@@ -5,7 +5,7 @@ import type { KoaContextWithOIDC } from 'oidc-provider';
 
 import type { ClientAccessCache } from '../clients/client-access-cache.ts';
 import { basicUser } from '../http/basic-auth.ts';
-import { readRequestBody, replaceRequestBody } from '../http/request-body.ts';
+import { readHandedOverBody, replaceRequestBody } from '../http/request-body.ts';
 import type { Audit } from '../observability/audit.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -315,7 +315,11 @@ async function claimedClient(ctx: Context, route: Route): Promise<ClaimedClient>
   // A body the provider will refuse names no client: it is counted per address only.
   if (!ctx.is('application/x-www-form-urlencoded')) return { id: undefined };
   const basic = basicUser(ctx.get('authorization'));
-  const body = await readRequestBody(ctx.req, BODY_LIMIT);
+  // The client is in the header, and a body this short cannot hold more parameters than the provider parses:
+  // nothing here needs the body, which the provider reads itself.
+  const length = Number(ctx.get('content-length') || Number.NaN);
+  if (basic !== undefined && length < PARSED_PARAMETERS) return { id: basic };
+  const body = await readHandedOverBody(ctx, BODY_LIMIT);
   if (body === 'too-large' || body === 'aborted') return { unread: body };
   let params: URLSearchParams | undefined;
   if (countParameters(body) > PARSED_PARAMETERS) {
@@ -327,8 +331,6 @@ async function claimedClient(ctx: Context, route: Route): Promise<ClaimedClient>
     }
     params = known;
     replaceRequestBody(ctx, Buffer.from(known.toString(), 'utf8'));
-  } else {
-    replaceRequestBody(ctx, body);
   }
   if (basic !== undefined) return { id: basic };
   params ??= new URLSearchParams(body.toString('utf8'));

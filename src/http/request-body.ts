@@ -27,6 +27,24 @@ export async function readRequestBody(
   return Buffer.concat(chunks);
 }
 
+/** What each handed-over request carries (see replaceRequestBody), so that a later step need not read it. */
+const handedOver = new WeakMap<IncomingMessage, Buffer>();
+
+/**
+ * The body of a request, read once: the provider is handed a fresh request with the same bytes, and a later step
+ * calling this again gets them without reading anything.
+ */
+export async function readHandedOverBody(
+  ctx: Context,
+  limit: number,
+): Promise<Buffer | 'too-large' | 'aborted'> {
+  const known = handedOver.get(ctx.req);
+  if (known) return known;
+  const body = await readRequestBody(ctx.req, limit);
+  if (typeof body !== 'string') replaceRequestBody(ctx, body);
+  return body;
+}
+
 /**
  * Gives the provider a fresh, unread request carrying `bytes`, so it parses it as it would the original.
  */
@@ -44,4 +62,5 @@ export function replaceRequestBody(ctx: Context, bytes: Buffer): void {
   replacement.push(null);
   ctx.req = replacement;
   ctx.request.req = replacement;
+  handedOver.set(replacement, bytes);
 }

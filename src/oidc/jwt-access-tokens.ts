@@ -7,7 +7,7 @@ import {
   type PresentedJwt,
 } from '../adapter/presented-jwt.ts';
 import type { Clock } from '../clock.ts';
-import { readRequestBody, replaceRequestBody } from '../http/request-body.ts';
+import { readHandedOverBody, replaceRequestBody } from '../http/request-body.ts';
 import type { VerificationKeys } from '../keys/key-ring.ts';
 import { ROUTES } from './protocol-routes.ts';
 
@@ -34,7 +34,7 @@ export function presentJwtAccessTokens(options: JwtPresentationOptions) {
       await next();
       return;
     }
-    const body = await readRequestBody(ctx.req, BODY_LIMIT);
+    const body = await readHandedOverBody(ctx, BODY_LIMIT);
     if (body === 'too-large' || body === 'aborted') {
       ctx.status = body === 'too-large' ? 413 : 400;
       ctx.set('Connection', 'close');
@@ -51,7 +51,6 @@ export function presentJwtAccessTokens(options: JwtPresentationOptions) {
     const tokens = params.getAll('token');
     const token = tokens[0];
     if (!utf8 || tokens.length !== 1 || token === undefined || !looksLikeJwt(token)) {
-      replaceRequestBody(ctx, body);
       await next();
       return;
     }
