@@ -4,6 +4,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -102,6 +103,14 @@ const UNREACHED_LIMITS = {
   MAYFLY_RATE_LIMIT_INTROSPECTION_PER_ADDRESS: UNREACHED_LIMIT,
 };
 
+/** The Node options `npm start` runs Mayfly with (from package.json), so the bench measures what users run. */
+const START_FLAGS = (
+  JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }
+).scripts.start
+  .split(' ')
+  .filter((word) => word.startsWith('--') && word !== '--experimental-strip-types');
+
+/** Mayfly as `npm start` runs it, or another script (the baseline) with Node's defaults. */
 export async function startServer(
   env: Record<string, string>,
   script = 'src/main.ts',
@@ -112,20 +121,25 @@ export async function startServer(
   const profile = process.env.BENCH_PROFILE_DIR
     ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`]
     : [];
-  const child = spawn(process.execPath, [...profile, '--experimental-strip-types', join(ROOT, script)], {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      // The limits are checked on every request, as in production, but set high enough never to refuse one.
-      ...UNREACHED_LIMITS,
-      ...env,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      MAYFLY_ISSUER: url,
-      LOG_LEVEL: 'info',
+  const flags = script === 'src/main.ts' ? START_FLAGS : [];
+  const child = spawn(
+    process.execPath,
+    [...flags, ...profile, '--experimental-strip-types', join(ROOT, script)],
+    {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        // The limits are checked on every request, as in production, but set high enough never to refuse one.
+        ...UNREACHED_LIMITS,
+        ...env,
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        MAYFLY_ISSUER: url,
+        LOG_LEVEL: 'info',
+      },
+      stdio: ['ignore', 'ignore', 'inherit'],
     },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  );
   for (;;) {
     if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
     const ok = await fetch(`${url}/healthz`).then(

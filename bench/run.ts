@@ -13,6 +13,8 @@
  *   BENCH_PROFILE_DIR: write a V8 CPU profile of each server process there (node --cpu-prof)
  *   BENCH_BASELINE: false skips the baseline (plain oidc-provider with its memory adapter, same token setup)
  *   BENCH_WORKERS (1,2): MAYFLY_WORKERS values measured on Postgres
+ *   BENCH_NODE_OPTIONS: `label=options;label=options`: one more single-worker Postgres server per entry, started
+ *     with those NODE_OPTIONS, measured in the same rounds (to weigh a runtime setting against the default)
  */
 import { randomBytes } from 'node:crypto';
 
@@ -128,13 +130,17 @@ async function startBaseline(): Promise<Target> {
   };
 }
 
-async function startMayfly(kind: string, workers: number): Promise<Target> {
+async function startMayfly(kind: string, workers: number, variant?: [string, string]): Promise<Target> {
   const database: BenchDatabase = await createBenchDatabase(kind);
   try {
     const seeded = await seed(database.config);
-    const server = await startServer({ ...database.env, MAYFLY_WORKERS: String(workers) });
+    const server = await startServer({
+      ...database.env,
+      MAYFLY_WORKERS: String(workers),
+      ...(variant ? { NODE_OPTIONS: variant[1] } : {}),
+    });
     return {
-      label: workers > 1 ? `${kind} ×${workers} workers` : kind,
+      label: variant ? `${kind} ${variant[0]}` : workers > 1 ? `${kind} ×${workers} workers` : kind,
       server,
       database: database.name,
       scenarios: new Map(await buildScenarios(server.url, seeded)),
@@ -252,6 +258,10 @@ try {
   if (process.env.BENCH_BASELINE !== 'false') targets.push(await startBaseline());
   for (const kind of DATABASES) {
     for (const workers of kind === 'postgres' ? WORKERS : [1]) targets.push(await startMayfly(kind, workers));
+  }
+  for (const variant of (process.env.BENCH_NODE_OPTIONS ?? '').split(';').filter(Boolean)) {
+    const at = variant.indexOf('=');
+    targets.push(await startMayfly('postgres', 1, [variant.slice(0, at), variant.slice(at + 1)]));
   }
   for (const target of targets) console.log(`${target.label}: ready ${target.server.readyMs} ms after spawn`);
   const names = [...new Set(targets.flatMap((target) => [...target.scenarios.keys()]))].filter(
