@@ -205,7 +205,7 @@ export interface BenchDatabase {
   drop(): Promise<void>;
 }
 
-export async function createBenchDatabase(kind: string): Promise<BenchDatabase> {
+export async function createBenchDatabase(kind: string, serverUrl = POSTGRES_URL): Promise<BenchDatabase> {
   // Its own keys folder: the first start writes admin credentials there, never into the repository's keys/.
   const dir = await mkdtemp(join(tmpdir(), 'mayfly-bench-'));
   if (kind !== 'postgres') {
@@ -218,7 +218,7 @@ export async function createBenchDatabase(kind: string): Promise<BenchDatabase> 
   }
   const dbName = `mayfly_bench_${randomBytes(4).toString('hex')}`;
   const admin = async (statement: string) => {
-    const client = new pg.Client({ connectionString: POSTGRES_URL });
+    const client = new pg.Client({ connectionString: serverUrl });
     await client.connect();
     try {
       await client.query(statement);
@@ -227,7 +227,7 @@ export async function createBenchDatabase(kind: string): Promise<BenchDatabase> 
     }
   };
   await admin(`create database ${dbName}`);
-  const url = new URL(POSTGRES_URL);
+  const url = new URL(serverUrl);
   url.pathname = `/${dbName}`;
   return {
     config: { kind: 'postgres', url: url.href, poolMax: 10, prepare: true },
