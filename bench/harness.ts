@@ -199,6 +199,8 @@ export async function tokenFor(url: string, client: Seed['secretClient'], resour
 /** A fresh database of `kind` for one bench server, and the environment that server runs with. */
 export interface BenchDatabase {
   config: DatabaseConfig;
+  /** CHECKPOINT on its server (see measure in proc.ts); nothing for PGlite. */
+  flush: (() => Promise<void>) | undefined;
   /** The PostgreSQL database's name; undefined for PGlite (in the server's own process). */
   name: string | undefined;
   env: Record<string, string>;
@@ -212,6 +214,7 @@ export async function createBenchDatabase(kind: string, serverUrl = POSTGRES_URL
     return {
       config: { kind: 'pglite', dataDir: join(dir, 'data') },
       name: undefined,
+      flush: undefined,
       env: { MAYFLY_DATA_DIR: join(dir, 'data'), MAYFLY_KEYS_DIR: join(dir, 'keys') },
       drop: () => rm(dir, { recursive: true, force: true }),
     };
@@ -232,6 +235,7 @@ export async function createBenchDatabase(kind: string, serverUrl = POSTGRES_URL
   return {
     config: { kind: 'postgres', url: url.href, poolMax: 10, prepare: true },
     name: dbName,
+    flush: () => admin('checkpoint'),
     env: {
       DATABASE_URL: url.href,
       MAYFLY_DPOP_NONCE_SECRET: randomBytes(32).toString('base64url'),

@@ -104,30 +104,36 @@ export interface Cost {
 /**
  * Runs `work` and reports what the server (and its PostgreSQL database, when named) spent meanwhile. The window
  * spans the whole of `work`, including the load generator's preparation while the server idles.
+ *
+ * With `flush` (a CHECKPOINT), the database's window starts on a clean slate and ends once the pages the work
+ * dirtied are written: each measurement bears the cost of its own writes, and none of another's.
  */
 export async function measure<T>(
-  server: { pid: number; database?: string | undefined },
+  server: { pid: number; database?: string | undefined; flush?: (() => Promise<void>) | undefined },
   work: () => Promise<T>,
 ): Promise<[T, Cost]> {
   const database = server.database;
+  const flush = server.flush ?? (() => Promise.resolve());
   let peak = 0;
   const sample = async () => {
     peak = Math.max(peak, await treeRssKb(server.pid));
   };
   const timer = setInterval(() => void sample(), 50);
   try {
+    if (database !== undefined) await flush();
     const [serverBefore, databaseBefore, loadBefore] = await Promise.all([
       treeCpuUs(server.pid),
       database === undefined ? undefined : postgresCpuUs(database),
       reapedChildrenCpuUs(),
     ]);
     const result = await work();
-    const [serverAfter, databaseAfter, loadAfter] = await Promise.all([
+    const [serverAfter, loadAfter] = await Promise.all([
       treeCpuUs(server.pid),
-      database === undefined ? undefined : postgresCpuUs(database),
       reapedChildrenCpuUs(),
       sample(),
     ]);
+    if (database !== undefined) await flush();
+    const databaseAfter = database === undefined ? undefined : await postgresCpuUs(database);
     return [
       result,
       {

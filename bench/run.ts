@@ -96,6 +96,7 @@ interface Target {
   server: RunningServer;
   /** Its PostgreSQL database, whose backends' CPU counts; undefined for the baseline and PGlite. */
   database: string | undefined;
+  flush: (() => Promise<void>) | undefined;
   scenarios: Map<string, Scenario>;
   stop(): Promise<void>;
 }
@@ -125,6 +126,7 @@ async function startBaseline(): Promise<Target> {
     label: 'baseline',
     server,
     database: undefined,
+    flush: undefined,
     scenarios: new Map(scenarios),
     stop: () => stopServer(server),
   };
@@ -143,6 +145,7 @@ async function startMayfly(kind: string, workers: number, variant?: [string, str
       label: variant ? `${kind} ${variant[0]}` : workers > 1 ? `${kind} ×${workers} workers` : kind,
       server,
       database: database.name,
+      flush: database.flush,
       scenarios: new Map(await buildScenarios(server.url, seeded)),
       async stop() {
         await stopServer(server);
@@ -276,7 +279,7 @@ try {
         const spec = target?.scenarios.get(name);
         if (!target || !spec) continue;
         const [result, cost] = await measure(
-          { pid: target.server.process.pid ?? 0, database: target.database },
+          { pid: target.server.process.pid ?? 0, database: target.database, flush: target.flush },
           () => load(spec),
         );
         const key = `${target.label}\n${name}`;
