@@ -353,11 +353,20 @@ function failureSubject(clientId: string, address: string): string {
   return `${clientId}\n${address}`;
 }
 
+/** Hashed keys of recent subjects: a pair (client id, address) is looked up several times per request. */
+const hashedKeys = new Map<string, string>();
+const HASHED_KEYS = 10_000;
+
 /** Keys fit the table's 255 characters whatever a request claims: long or odd subjects are hashed. */
 function keyOf(subject: string): string {
-  return /^[\x21-\x7E]{1,200}$/.test(subject)
-    ? subject
-    : `#${createHash('sha256').update(subject, 'utf8').digest('base64url')}`;
+  if (/^[\x21-\x7E]{1,200}$/.test(subject)) return subject;
+  let key = hashedKeys.get(subject);
+  if (key === undefined) {
+    key = `#${createHash('sha256').update(subject, 'utf8').digest('base64url')}`;
+    if (hashedKeys.size >= HASHED_KEYS) hashedKeys.clear();
+    hashedKeys.set(subject, key);
+  }
+  return key;
 }
 
 function retryAfter(ms: number): number {
