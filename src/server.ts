@@ -220,11 +220,26 @@ export async function startMetricsServer(app: AppContext, port: number): Promise
 }
 
 /**
- * Requests Node's HTTP parser refuses before any middleware runs (headers over 16 KiB, malformed HTTP) get the same
- * kind of answer as every other refusal: a status, `Cache-Control: no-store` and a JSON error body, instead of a
- * bare status line.
+ * Requests that never reach a middleware — those Node's HTTP parser refuses (headers over 16 KiB, malformed HTTP)
+ * and CONNECT requests — get the same kind of answer as every other refusal: a status, `Cache-Control: no-store`
+ * and a JSON error body, instead of a bare status line or a closed connection.
  */
 export function answerUnparsableRequests(server: Server): void {
+  // CONNECT (authority-form target, RFC 9112 §3.2.3) asks for a tunnel: no proxy here. Unanswered, Node would
+  // close the connection without a word.
+  server.on('connect', (_request: IncomingMessage, socket: Duplex) => {
+    const body = JSON.stringify({
+      error: 'invalid_request',
+      error_description: 'CONNECT is not supported: this server is not a proxy',
+    });
+    socket.end(
+      'HTTP/1.1 405 Method Not Allowed\r\n' +
+        'Content-Type: application/json; charset=utf-8\r\n' +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+        'Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n' +
+        body,
+    );
+  });
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
     if (error.code === 'ECONNRESET' || !socket.writable) {
       socket.destroy();

@@ -42,25 +42,38 @@ export function restrictToServedEndpoints() {
 
 /**
  * Every URL the provider derives from a request (the `htu` a DPoP proof must name, the audiences a client
- * assertion may use, the endpoints in the metadata) is built from the Host header. Fixing it to the issuer's
- * origin means a proof or assertion made for another server never matches, whatever Host a request claims.
+ * assertion may use, the endpoints in the metadata) is built from the Host header and the request target. Fixing
+ * both to the issuer's origin means a proof or assertion made for another server never matches, whatever a
+ * request claims:
+ * - the Host header is set to the issuer's host (exactly one must be sent: RFC 9112 §3.2);
+ * - a request target in absolute form (RFC 9112 §3.2.2) is accepted only for the issuer's own origin, and then
+ *   rewritten to origin form (Koa would otherwise take it as the request's URL); authority and asterisk forms
+ *   (§3.2.3, §3.2.4), and a path starting with `//` (which URL resolution reads as another host), are refused.
  * @see RFC 9449 §4.3 (step 9), RFC 7523 §3 (aud)
  */
 export function pinRequestOrigin(issuer: string, trustProxy: boolean) {
   const origin = new URL(issuer);
   const scheme = origin.protocol.slice(0, -1);
   return async function pinOrigin(ctx: Context, next: Next): Promise<void> {
-    // RFC 9112 §3.2: exactly one Host in an HTTP/1.1 request, or 400.
     const hosts = ctx.req.rawHeaders.filter(
       (_, i) => i % 2 === 0 && /^host$/i.test(ctx.req.rawHeaders[i] ?? ''),
     );
     if (hosts.length > 1 || (hosts.length === 0 && ctx.req.httpVersion === '1.1')) {
-      ctx.status = 400;
-      ctx.body = {
-        error: 'invalid_request',
-        error_description: 'an HTTP/1.1 request carries exactly one Host header (RFC 9112 §3.2)',
-      };
+      refuseTarget(ctx, 'an HTTP/1.1 request carries exactly one Host header (RFC 9112 §3.2)');
       return;
+    }
+    const target = originForm(ctx.originalUrl, origin.origin);
+    if (target === undefined) {
+      refuseTarget(
+        ctx,
+        `the request target must be a path on this server (origin form), or an absolute URL under ${origin.origin}`,
+      );
+      return;
+    }
+    if (target !== ctx.originalUrl) {
+      ctx.url = target;
+      ctx.originalUrl = target;
+      ctx.request.originalUrl = target;
     }
     ctx.req.headers.host = origin.host;
     if (trustProxy) {
@@ -69,6 +82,22 @@ export function pinRequestOrigin(issuer: string, trustProxy: boolean) {
     }
     await next();
   };
+}
+
+/** The request target in origin form, or undefined when it names another origin or is not a path at all. */
+function originForm(target: string, origin: string): string | undefined {
+  if (target.startsWith('/')) return target.startsWith('//') ? undefined : target;
+  if (!/^https?:\/\//i.test(target)) return undefined;
+  const url = URL.parse(target);
+  if (!url || url.origin !== origin || url.username || url.password) return undefined;
+  return `${url.pathname}${url.search}`;
+}
+
+function refuseTarget(ctx: Context, description: string): void {
+  ctx.status = 400;
+  ctx.set('Cache-Control', 'no-store');
+  ctx.set('Connection', 'close');
+  ctx.body = { error: 'invalid_request', error_description: description };
 }
 
 /** Members of the provider's metadata that are true of Mayfly; everything else is dropped. */
