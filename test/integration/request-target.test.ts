@@ -96,7 +96,7 @@ describe('request targets, no trusted proxy', () => {
       jwks: { keys: [jwk] },
       grants: [{ resource: API, scopes: ['read'] }],
     });
-    keyClient = { id: keyed.client.id, privateKey: pair.privateKey as CryptoKey };
+    keyClient = { id: keyed.client.id, privateKey: pair.privateKey };
     dpopKey = await generateDpopKey();
   });
   afterAll(() => server.close());
