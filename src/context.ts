@@ -10,6 +10,7 @@ import { bootstrapAdmin } from './admin/bootstrap.ts';
 import { ClientAccessCache } from './clients/client-access-cache.ts';
 import { systemClock, type Clock } from './clock.ts';
 import type { Config } from './config/config.ts';
+import { keepPrivate } from './config/private-folders.ts';
 import { loadSecrets, type Secrets } from './config/secrets.ts';
 import { connectDatabase, type DatabaseHandle, type Db } from './db/connect.ts';
 import { createMigrator, migrateToLatest } from './db/migrator.ts';
@@ -68,6 +69,20 @@ export async function createAppContext(
   const log = createLogger(config.logLevel, overrides.logDestination, config.logFormat);
   const metrics = createMetrics();
   const clock = overrides.clock ?? systemClock;
+  for (const folder of [
+    config.keysDir,
+    ...(config.database.kind === 'pglite' && config.database.dataDir?.startsWith('memory://') === false
+      ? [config.database.dataDir]
+      : []),
+  ]) {
+    const changed = await keepPrivate(folder);
+    if (changed) {
+      log.warn(
+        { folder, entries: changed },
+        'this folder was open to other users of this machine: it is now private to this one (0700, files 0600)',
+      );
+    }
+  }
   const secrets = await loadSecrets(config);
   const database = overrides.database ?? (await connectDatabase(config.database));
   const ownsDatabase = overrides.database === undefined;

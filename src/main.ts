@@ -11,6 +11,8 @@ import { LISTENING_MESSAGE, runPrimary, SHUTDOWN_MESSAGE } from './workers.ts';
  * the only place that exits the process.
  */
 export async function serve(): Promise<void> {
+  // Every file the server creates (the embedded database, key material, credentials) is its user's alone.
+  process.umask(0o077);
   try {
     await startMayfly();
   } catch (error) {

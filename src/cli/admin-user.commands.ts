@@ -7,7 +7,14 @@ import { PASSWORD_MIN_LENGTH } from '../console/password.ts';
 import { parseChoice } from './args.ts';
 import { defineCommand, type CommandContext } from './command.ts';
 import { CliError, UsageError } from './errors.ts';
-import { formatRecord, formatTable, formatTime, printResult } from './output.ts';
+import {
+  deliverResult,
+  formatRecord,
+  formatTable,
+  formatTime,
+  printResult,
+  SECRET_OUT_OPTION,
+} from './output.ts';
 import { readAs } from './views.ts';
 
 const ROLES = ['read', 'write'] as const;
@@ -88,6 +95,7 @@ const createAdminUser = defineCommand({
   options: {
     role: { type: 'string', value: 'read|write', description: 'what the user may do (default read)' },
     totp: { type: 'boolean', description: 'require a TOTP code at sign-in; prints the secret once' },
+    ...SECRET_OUT_OPTION,
   },
   globals: 'admin',
   examples: [
@@ -97,11 +105,13 @@ const createAdminUser = defineCommand({
   async run({ values, args }, context) {
     const role = values.role === undefined ? 'read' : parseChoice(values.role, '--role', ROLES);
     const password = await readPassword(context, `Password for ${args.name}: `, true);
-    const api = await context.connect('admin:write');
-    const body = await api.send('POST', '/admin-users', {
-      body: { name: args.name, password, role, totp: values.totp === true },
+    await deliverResult(context, values.out, async (into) => {
+      const api = await into.connect('admin:write');
+      const body = await api.send('POST', '/admin-users', {
+        body: { name: args.name, password, role, totp: values.totp === true },
+      });
+      printUser(into, body, `Created admin user ${args.name}.`);
     });
-    printUser(context, body, `Created admin user ${args.name}.`);
     if (role === 'read')
       context.out.note(`${args.name} can read only; --role write lets a user make changes.\n`);
   },
@@ -144,6 +154,7 @@ const updateAdminUser = defineCommand({
     enable: { type: 'boolean', description: 'allow sign-in again' },
     totp: { type: 'boolean', description: 'enrol a new TOTP secret (printed once)' },
     'no-totp': { type: 'boolean', description: 'remove the second factor' },
+    ...SECRET_OUT_OPTION,
   },
   globals: 'admin',
   async run({ values, args }, context) {
@@ -162,12 +173,14 @@ const updateAdminUser = defineCommand({
         'nothing to change: give --password, --role, --disable, --enable, --totp or --no-totp',
       );
     }
-    const api = await context.connect('admin:write');
-    printUser(
-      context,
-      await api.send('PATCH', `/admin-users/${encodeURIComponent(args.name)}`, { body }),
-      `Updated admin user ${args.name}.`,
-    );
+    await deliverResult(context, values.out, async (into) => {
+      const api = await into.connect('admin:write');
+      printUser(
+        into,
+        await api.send('PATCH', `/admin-users/${encodeURIComponent(args.name)}`, { body }),
+        `Updated admin user ${args.name}.`,
+      );
+    });
   },
 });
 

@@ -5,7 +5,7 @@ import { PRIVATE_JWK_MEMBERS } from '../keys/jwk.ts';
 import { parseChoice, parseGrant, parseWholeNumber } from './args.ts';
 import { defineCommand, type CommandContext } from './command.ts';
 import { CliError, UsageError } from './errors.ts';
-import { formatJson } from './output.ts';
+import { deliverResult, formatJson, SECRET_OUT_OPTION } from './output.ts';
 import { PAGE_OPTIONS, printList, readPageQuery } from './paging.ts';
 import { formatClient, formatClientTable, readAs } from './views.ts';
 
@@ -162,11 +162,12 @@ const createClient = defineCommand({
     },
     ...PIN_OPTIONS,
     ...LIMIT_OPTIONS,
+    ...SECRET_OUT_OPTION,
   },
   globals: 'admin',
   examples: [
-    'mayfly client create --name billing --grant https://api.example.com=orders:read --json > billing.json',
-    'mayfly client create --name orders-api --introspects https://api.example.com --json > orders-api.json',
+    'mayfly client create --name billing --grant https://api.example.com=orders:read --json --out billing.json',
+    'mayfly client create --name orders-api --introspects https://api.example.com --json --out orders-api.json',
   ],
   async run({ values }, context) {
     if (values.name === undefined) throw new UsageError('--name is required');
@@ -181,9 +182,10 @@ const createClient = defineCommand({
       ...readRateLimits(values),
       ...(await readKeys(values)),
     };
-    const api = await context.connect('admin:write');
-    const created = await api.send('POST', '/clients', { body });
-    printClient(context, created, 'Created client.');
+    await deliverResult(context, values.out, async (into) => {
+      const api = await into.connect('admin:write');
+      printClient(into, await api.send('POST', '/clients', { body }), 'Created client.');
+    });
   },
 });
 
@@ -347,9 +349,10 @@ const rotateSecret = defineCommand({
       description: 'how long the previous secrets keep working',
     },
     now: { type: 'boolean', description: 'previous secrets stop working at once' },
+    ...SECRET_OUT_OPTION,
   },
   globals: 'admin',
-  examples: ['mayfly client rotate-secret <client_id> --overlap 3600'],
+  examples: ['mayfly client rotate-secret <client_id> --overlap 3600 --json --out billing.json'],
   async run({ args, values }, context) {
     if (values.overlap !== undefined && values.now) throw new UsageError('give --overlap or --now, not both');
     const overlap = values.now
@@ -358,12 +361,14 @@ const rotateSecret = defineCommand({
         ? undefined
         : parseWholeNumber(values.overlap, '--overlap', 'seconds');
     const body = overlap === undefined ? {} : { previous_secret_expires_in: overlap };
-    const api = await context.connect('admin:write');
-    printClient(
-      context,
-      await api.send('POST', `${toClientPath(args.client_id)}/secrets`, { body }),
-      'New client secret issued.',
-    );
+    await deliverResult(context, values.out, async (into) => {
+      const api = await into.connect('admin:write');
+      printClient(
+        into,
+        await api.send('POST', `${toClientPath(args.client_id)}/secrets`, { body }),
+        'New client secret issued.',
+      );
+    });
   },
 });
 

@@ -1,3 +1,8 @@
+import { open, unlink } from 'node:fs/promises';
+
+import type { CommandContext, OptionSpecs } from './command.ts';
+import { CliError } from './errors.ts';
+
 /** Where a command writes: results on stdout (what scripts read), warnings and notes on stderr. */
 export interface Output {
   result(text: string): void;
@@ -54,4 +59,55 @@ export function formatTime(iso: string | null | undefined): string {
   if (!iso) return '-';
   const time = Date.parse(iso);
   return Number.isNaN(time) ? iso : new Date(time).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/** For commands whose answer holds a secret shown once: a file only its owner can read, instead of stdout. */
+export const SECRET_OUT_OPTION = {
+  out: {
+    type: 'string',
+    value: '<file>',
+    description:
+      'write the answer to this new file (mode 0600, never overwritten) instead of standard output',
+  },
+} as const satisfies OptionSpecs;
+
+/**
+ * Runs `print` with its results going to `path` when given: a file created before anything else happens (so an
+ * existing file or an unwritable folder stops the command before a secret is made), readable by its owner only,
+ * and removed again if the command fails. Without `path`, results go to stdout as usual.
+ */
+export async function deliverResult(
+  context: CommandContext,
+  path: string | undefined,
+  print: (context: CommandContext) => Promise<void>,
+): Promise<void> {
+  if (path === undefined) {
+    await print(context);
+    return;
+  }
+  const file = await open(path, 'wx', 0o600).catch((error: unknown) => {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new CliError(
+      code === 'EEXIST'
+        ? `--out ${path} exists, and a secret is never written over a file: move it away or name another`
+        : `cannot create --out ${path}: ${code ?? String(error)}`,
+    );
+  });
+  let text = '';
+  try {
+    const out: Output = {
+      result: (chunk) => (text += chunk),
+      note: (chunk) => {
+        context.out.note(chunk);
+      },
+    };
+    await print({ ...context, out });
+    await file.writeFile(text);
+  } catch (error) {
+    await file.close();
+    await unlink(path).catch(() => undefined);
+    throw error;
+  }
+  await file.close();
+  context.out.note(`Written to ${path} (readable by you only).\n`);
 }

@@ -8,7 +8,14 @@ import {
 import { parseChoice, parseGrant, parseScopes, parseWholeNumber } from './args.ts';
 import { defineCommand, type CommandContext } from './command.ts';
 import { UsageError } from './errors.ts';
-import { formatRecord, formatTable, formatTime, printResult } from './output.ts';
+import {
+  deliverResult,
+  formatRecord,
+  formatTable,
+  formatTime,
+  printResult,
+  SECRET_OUT_OPTION,
+} from './output.ts';
 import { readAs } from './views.ts';
 
 const TOKEN_WARNING =
@@ -91,6 +98,7 @@ const createRegistrationToken = defineCommand({
       value: '<seconds>',
       description: 'only resources whose tokens live at most this long',
     },
+    ...SECRET_OUT_OPTION,
   },
   globals: 'admin',
   examples: [
@@ -124,12 +132,14 @@ const createRegistrationToken = defineCommand({
         ? {}
         : { max_token_ttl: parseWholeNumber(values['max-ttl'], '--max-ttl', 'seconds', 1) }),
     };
-    const api = await context.connect('admin:write');
-    printToken(
-      context,
-      await api.send('POST', '/registration-tokens', { body }),
-      'Created registration token.',
-    );
+    await deliverResult(context, values.out, async (into) => {
+      const api = await into.connect('admin:write');
+      printToken(
+        into,
+        await api.send('POST', '/registration-tokens', { body }),
+        'Created registration token.',
+      );
+    });
   },
 });
 

@@ -19,6 +19,7 @@ import {
 import pg from 'pg';
 
 import type { DatabaseConfig } from '../config/config.ts';
+import { keepPrivate } from '../config/private-folders.ts';
 import type { Database } from './database.ts';
 import { PGLITE_SETTINGS } from './pglite-settings.ts';
 import { kyselyStatements, poolStatements, type Statements } from './statements.ts';
@@ -82,6 +83,7 @@ export async function connectDatabase(config: DatabaseConfig): Promise<DatabaseH
   }
 
   const pglite = await openPglite(config.dataDir);
+  const dataDir = config.dataDir;
   const queryErrors: QueryErrorHook = { listener: undefined };
   const db = new Kysely<Database>({
     dialect: new SerializedDialect(new PGliteDialect({ pglite })),
@@ -93,7 +95,10 @@ export async function connectDatabase(config: DatabaseConfig): Promise<DatabaseH
     kind: 'pglite',
     poolStats: () => undefined,
     queryErrors,
-    close: () => db.destroy(),
+    async close() {
+      await db.destroy();
+      if (dataDir !== undefined && !dataDir.startsWith('memory://')) await keepPrivate(dataDir);
+    },
   };
 }
 
@@ -103,10 +108,18 @@ export async function connectDatabase(config: DatabaseConfig): Promise<DatabaseH
  * WebAssembly memory and compiled code would otherwise stay with the server for its lifetime.
  */
 async function openPglite(dataDir: string | undefined): Promise<PGlite> {
-  if (dataDir === undefined) return PGlite.create({ postgresqlconf: PGLITE_SETTINGS });
-  await mkdir(dataDir, { recursive: true });
+  // No folder: in memory (`memory://` or none), which vanishes with the process.
+  if (dataDir === undefined || dataDir.startsWith('memory://')) {
+    return PGlite.create(dataDir ?? 'memory://', { postgresqlconf: PGLITE_SETTINGS });
+  }
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
   if (!existsSync(join(dataDir, 'PG_VERSION'))) await initialisePglite(dataDir);
-  return PGlite.create(dataDir, { postgresqlconf: PGLITE_SETTINGS });
+  const pglite = await PGlite.create(dataDir, { postgresqlconf: PGLITE_SETTINGS });
+  // PGlite writes its files open to everyone whatever the umask (a new folder's layout 0666, files it makes later
+  // 0644): they are made private once it has opened, and again when it closes. The folder itself is 0700, so
+  // other users cannot reach a file made in between.
+  await keepPrivate(dataDir);
+  return pglite;
 }
 
 async function initialisePglite(dataDir: string): Promise<void> {
