@@ -110,11 +110,16 @@ export function createApp(app: AppContext): Koa {
       audit: app.audit,
       metrics: app.metrics,
       log: app.log.child({ component: 'limits' }),
-      observe: (ctx, route, clientId, address) => {
+      observe: (ctx, { route, authenticated, claimed, address }) => {
         // A request refused by a limit says nothing about the client's own behaviour.
-        if (route !== 'token' || clientId === undefined || ctx.status === 429) return;
-        const issued = ctx.status === 200;
-        app.anomalies.tokenRequest({ clientId, issued, address, dpopJkt: issuedTokenJkt(ctx) });
+        if (route !== 'token' || ctx.status === 429) return;
+        app.anomalies.tokenRequest({
+          authenticated,
+          claimed,
+          issued: ctx.status === 200,
+          address,
+          dpopJkt: issuedTokenJkt(ctx),
+        });
       },
     }),
   );

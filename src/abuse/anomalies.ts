@@ -11,6 +11,7 @@ import type { Metrics } from '../observability/metrics.ts';
 import {
   ANOMALY_KINDS,
   AnomalyDetector,
+  type AccessObservation,
   type Anomaly,
   type AnomalyKind,
   type AnomalySettings,
@@ -88,21 +89,44 @@ export class AnomalyWatch {
     this.#detector = new AnomalyDetector(deps.settings);
   }
 
+  /**
+   * An answered token request. One that authenticated counts for its client in every statistic. One that did not
+   * says nothing about the client it named (anyone can name any client) except, when that client is disabled or
+   * deleted, that something still asks for it: it counts only as such an attempt, without its address or key.
+   */
   tokenRequest(request: {
-    clientId: string;
+    authenticated: string | undefined;
+    claimed: string | undefined;
     issued: boolean;
     address: string;
     dpopJkt: string | undefined;
   }): void {
-    const raised = this.#detector.observe({
-      at: this.#deps.clock.now(),
-      clientId: request.clientId,
-      outcome: request.issued ? 'issued' : 'denied',
-      address: request.address,
-      dpopJkt: request.dpopJkt,
-      clientState: this.#deps.clients.stateOf(request.clientId),
-    });
-    for (const anomaly of raised) this.#report(anomaly);
+    const at = this.#deps.clock.now();
+    let observation: AccessObservation | undefined;
+    if (request.authenticated !== undefined) {
+      observation = {
+        at,
+        clientId: request.authenticated,
+        outcome: request.issued ? 'issued' : 'denied',
+        address: request.address,
+        dpopJkt: request.dpopJkt,
+        clientState: this.#deps.clients.stateOf(request.authenticated),
+      };
+    } else if (request.claimed !== undefined) {
+      const clientState = this.#deps.clients.stateOf(request.claimed);
+      if (clientState === 'disabled' || clientState === 'deleted') {
+        observation = {
+          at,
+          clientId: request.claimed,
+          outcome: 'denied',
+          address: undefined,
+          dpopJkt: undefined,
+          clientState,
+        };
+      }
+    }
+    if (!observation) return;
+    for (const anomaly of this.#detector.observe(observation)) this.#report(anomaly);
   }
 
   #report(anomaly: Anomaly): void {

@@ -1,7 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import type { Context, Next } from 'koa';
-import type { KoaContextWithOIDC } from 'oidc-provider';
 
 import type { ClientAccessCache } from '../clients/client-access-cache.ts';
 import { basicUser } from '../http/basic-auth.ts';
@@ -9,6 +8,7 @@ import { readHandedOverBody, replaceRequestBody } from '../http/request-body.ts'
 import type { Audit } from '../observability/audit.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { authenticatedClient, whenClientAuthenticates } from '../oidc/client-authentication.ts';
 import { recordClaimedClient, recordProtocolError } from '../oidc/protocol-audit.ts';
 import { ROUTES } from '../oidc/protocol-routes.ts';
 import type { LimitName, RateLimits, Refusal } from './rate-limits.ts';
@@ -17,6 +17,13 @@ import type { LimitName, RateLimits, Refusal } from './rate-limits.ts';
 const BODY_LIMIT = 56 * 1024;
 
 type Route = 'token' | 'introspection' | 'revocation';
+
+export interface ObservedRequest {
+  route: Route;
+  authenticated: string | undefined;
+  claimed: string | undefined;
+  address: string;
+}
 const GUARDED = new Map<string, Route>([
   [ROUTES.token, 'token'],
   [ROUTES.introspection, 'introspection'],
@@ -29,8 +36,11 @@ export interface GuardDependencies {
   audit: Audit;
   metrics: Metrics;
   log: Logger;
-  /** Told about every guarded request once answered (anomaly detection). */
-  observe?: (ctx: Context, route: Route, clientId: string | undefined, address: string) => void;
+  /**
+   * Told about every guarded request once answered (anomaly detection): the client it authenticated as, if it
+   * did, and the client it named.
+   */
+  observe?: (ctx: Context, request: ObservedRequest) => void;
 }
 
 /**
@@ -39,13 +49,17 @@ export interface GuardDependencies {
  * refused request.
  *
  * - Token and revocation requests count per client and per source address; introspection per resource server
- *   and per address. A client may carry its own limits.
- * - Failed client authentication is counted per (client id, address): after `slowAfter` failures each failure
- *   is answered late, after `blockAfter` that client id is refused from that address for a while. The client
+ *   and per address. A client may carry its own limits. The address limit is spent before anything else; the
+ *   client's own only once the request has authenticated as that client (oidc/client-authentication.ts), so
+ *   nobody spends another client's budget without its credentials.
+ * - Failed client authentication is counted per (claimed client id, address), whether or not such a client
+ *   exists (so the answers reveal nothing about which ids are real): after `slowAfter` failures each failure is
+ *   answered late, after `blockAfter` that client id is refused from that address for a while. The client
  *   itself, calling from its own addresses, is not affected.
+ * - Headers of client authentication methods Mayfly does not offer are refused before anything is counted.
  *
  * The client a request names is read without trusting it (Basic user, client_id, or the `sub` of a client
- * assertion): it only chooses which counter to use.
+ * assertion): it only chooses which failure counter to use.
  */
 export function guardProtocolRequests(deps: GuardDependencies) {
   const { limits, clients, audit, metrics, log } = deps;
@@ -55,6 +69,16 @@ export function guardProtocolRequests(deps: GuardDependencies) {
     const route = ctx.method === 'POST' ? GUARDED.get(ctx.path) : undefined;
     if (!route) {
       await next();
+      return;
+    }
+    const unsupported = UNSUPPORTED_AUTHENTICATION.find((header) => ctx.get(header) !== '');
+    if (unsupported !== undefined) {
+      answerBadRequest(
+        ctx,
+        'invalid_request',
+        `${unsupported}: client attestation is not a client authentication method of this server; ` +
+          'use client_secret_basic, client_secret_post or private_key_jwt',
+      );
       return;
     }
     const address = ctx.ip;
@@ -123,29 +147,31 @@ export function guardProtocolRequests(deps: GuardDependencies) {
   ): Promise<void> {
     const counted = addressKey(address);
     const blocked = clientId === undefined ? undefined : await limits.blockedAfterFailures(clientId, counted);
-    const limited = blocked ?? (await consumeAddressLimit(route, address));
-    const clientLimit = limited || clientId === undefined ? undefined : clientLimitOf(route, clientId);
-    const refusal = limited ?? (clientLimit && (await consumeClientLimit(clientLimit)));
+    const refusal = blocked ?? (await consumeAddressLimit(route, address));
     if (refusal) {
       metrics.rateLimited(refusal.limit);
       refuse(ctx, refusal);
-      deps.observe?.(ctx, route, clientId, address);
+      deps.observe?.(ctx, { route, authenticated: undefined, claimed: clientId, address });
       return;
     }
+    whenClientAuthenticates(ctx, async (authenticated) => {
+      const overLimit = await consumeClientLimit(clientLimitOf(route, authenticated));
+      if (!overLimit) return undefined;
+      metrics.rateLimited(overLimit.limit);
+      const reason = describeRefusal(overLimit);
+      return {
+        status: 429,
+        error: 'temporarily_unavailable',
+        description: `${reason}; retry after ${overLimit.retryAfterSeconds} s`,
+        detail: reason,
+        retryAfterSeconds: overLimit.retryAfterSeconds,
+      };
+    });
 
-    try {
-      await next();
-    } finally {
-      // Only the client itself spends its limit: a request that did not authenticate as it gives it back.
-      if (clientLimit && !authenticated(ctx))
-        limits.refund(clientLimit.limit, clientLimit.subject, clientLimit.allowed);
-    }
+    await next();
 
-    // Failures count only for clients that exist (the provider found it before checking its credentials).
-    if (clientId !== undefined && failedAuthentication(ctx) && clientFound(ctx)) {
-      await backOff(clientId, address);
-    }
-    deps.observe?.(ctx, route, clientId, address);
+    if (clientId !== undefined && failedAuthentication(ctx)) await backOff(clientId, address);
+    deps.observe?.(ctx, { route, authenticated: authenticatedClient(ctx), claimed: clientId, address });
   }
 
   async function consumeAddressLimit(route: Route, address: string): Promise<Refusal | undefined> {
@@ -237,10 +263,7 @@ const DESCRIPTIONS: Record<Refusal['limit'], string> = {
  * is the registered code that tells a client to come back later. @see RFC 6585 §4, RFC 6749 §4.1.2.1
  */
 function refuse(ctx: Context, refusal: Refusal): void {
-  const reason =
-    refusal.limit === 'auth-failures'
-      ? `${DESCRIPTIONS[refusal.limit]} (${refusal.allowed} failures)`
-      : `${DESCRIPTIONS[refusal.limit]} (limit ${refusal.allowed} per minute)`;
+  const reason = describeRefusal(refusal);
   ctx.status = 429;
   ctx.set('Retry-After', String(refusal.retryAfterSeconds));
   ctx.set('Cache-Control', 'no-store');
@@ -251,20 +274,23 @@ function refuse(ctx: Context, refusal: Refusal): void {
   recordProtocolError(ctx, { error: 'temporarily_unavailable', error_detail: reason });
 }
 
+function describeRefusal(refusal: Refusal): string {
+  return refusal.limit === 'auth-failures'
+    ? `${DESCRIPTIONS[refusal.limit]} (${refusal.allowed} failures)`
+    : `${DESCRIPTIONS[refusal.limit]} (limit ${refusal.allowed} per minute)`;
+}
+
+/**
+ * Request headers of client authentication by attestation (draft-ietf-oauth-attestation-based-client-auth),
+ * which Mayfly does not offer. The provider would look the named client up before refusing them.
+ */
+const UNSUPPORTED_AUTHENTICATION = ['oauth-client-attestation', 'oauth-client-attestation-pop'];
+
 interface ClientLimit {
   limit: LimitName;
   subject: string;
   allowed: number;
   exact: boolean;
-}
-
-/** The provider attaches the client it found before checking its credentials. */
-function clientFound(ctx: Context): boolean {
-  return (ctx as Partial<KoaContextWithOIDC>).oidc?.client !== undefined;
-}
-
-function authenticated(ctx: Context): boolean {
-  return clientFound(ctx) && !failedAuthentication(ctx) && ctx.status < 500;
 }
 
 /**

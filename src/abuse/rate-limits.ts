@@ -223,15 +223,6 @@ export class RateLimits {
     }
   }
 
-  /**
-   * Gives back a request taken with `consume` that turned out not to be the client's (it did not authenticate):
-   * it returns to this instance's lease, so nobody can spend a client's limit without its credentials.
-   */
-  refund(limit: LimitName, subject: string, allowed: number): void {
-    const lease = this.#leases.get(leaseId(limit, subject, allowed));
-    if (lease && Date.now() < lease.endsAt) lease.remaining++;
-  }
-
   #remember(id: string, lease: Lease): void {
     this.#leases.delete(id);
     this.#leases.set(id, lease);

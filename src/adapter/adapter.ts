@@ -28,6 +28,8 @@ export interface AdapterDependencies {
    * plus clock skew, so the common case needs no second write.
    */
   replayWindowSeconds: number;
+  /** Told of each one-time value claimed for the first time (before the provider goes on); may throw. */
+  oneTimeValueClaimed?: ((id: string) => Promise<void>) | undefined;
 }
 
 /** Ids are stored hashed: for access tokens and registration tokens the id is the bearer value itself. */
@@ -186,7 +188,10 @@ class ReplayDetectionAdapter extends IdOnlyAdapter {
   async find(id: string): Promise<AdapterPayload | undefined> {
     const now = this.deps.clock.now();
     const expiresAt = new Date(now.getTime() + this.deps.replayWindowSeconds * 1000);
-    if (await this.deps.tokens.claimOnce({ id, expiresAt, now })) return undefined;
+    if (await this.deps.tokens.claimOnce({ id, expiresAt, now })) {
+      await this.deps.oneTimeValueClaimed?.(id);
+      return undefined;
+    }
     // The provider checks this payload against its own (real) clock and treats an invalid one as absent, which
     // would let the replay through: date it from real time, whatever clock the database rows follow.
     const issuedAt = Math.floor(Date.now() / 1000);

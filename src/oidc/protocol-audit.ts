@@ -4,6 +4,7 @@ import type { KoaContextWithOIDC } from 'oidc-provider';
 import { basicUser } from '../http/basic-auth.ts';
 import type { Audit } from '../observability/audit.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { authenticatedClient } from './client-authentication.ts';
 import { clientFacts } from './client-metadata.ts';
 import { ROUTES } from './protocol-routes.ts';
 import { tokenAudience } from './resource-rules.ts';
@@ -143,9 +144,8 @@ function writeAuditLine(
   const params = oidc?.params as { resource?: unknown; scope?: unknown } | undefined;
 
   if (route === 'token') {
-    // The provider sets the client before checking its credentials: invalid_client means it did not authenticate.
-    const authenticated = client !== undefined && common.error !== 'invalid_client';
-    metrics.tokenRequest(authenticated ? client.clientId : undefined, common.outcome, common.error);
+    // Labelled with a client only once the request authenticated as it, never with one it merely named.
+    metrics.tokenRequest(authenticatedClient(ctx), common.outcome, common.error);
     const requestedScope = typeof params?.scope === 'string' ? params.scope : undefined;
     audit.tokenRequest({
       ...common,

@@ -17,6 +17,12 @@ import type { Secrets } from '../config/secrets.ts';
 import type { Db } from '../db/connect.ts';
 import type { KeySetView } from '../keys/key-ring.ts';
 import type { Logger } from '../observability/logger.ts';
+import {
+  assertionVerified,
+  clientAuthenticated,
+  oneTimeValueClaimed,
+  type AuthenticationVeto,
+} from './client-authentication.ts';
 import { clientFacts, toClientMetadata } from './client-metadata.ts';
 import { recordPolicyDecision, recordProtocolError, type ProtocolError } from './protocol-audit.ts';
 import { tuneWebCrypto } from './webcrypto.ts';
@@ -77,7 +83,16 @@ export function buildProvider({
       // A proof is accepted while its iat is within the window either side of now: keep its marker for both
       // halves plus a margin, longer than the provider's own suggestion.
       replayWindowSeconds: 2 * DPOP_IAT_WINDOW + 60,
+      oneTimeValueClaimed: async (id) => {
+        const ctx = Provider.ctx;
+        if (ctx) refuseOnVeto(ctx, await oneTimeValueClaimed(ctx, id));
+      },
     }),
+    // Called by the provider once a client assertion's signature and claims are verified; what remains is the
+    // single use of its jti (see client-authentication.ts).
+    assertJwtClientAuthClaimsAndHeader: (ctx, claims, _header, client) => {
+      if (typeof claims.jti === 'string') assertionVerified(ctx, client.clientId, claims.jti);
+    },
     jwks: { keys: [signer.privateJwk] },
     clients: [],
     clientDefaults: {
@@ -178,12 +193,15 @@ export function buildProvider({
 
   const provider = new Provider(config.issuer, configuration);
 
-  // Secrets are stored as hashes; the provider awaits this comparison.
-  provider.Client.prototype.compareClientSecret = function compareClientSecret(
+  // Secrets are stored as hashes; the provider awaits this comparison, whose success authenticates the client.
+  provider.Client.prototype.compareClientSecret = async function compareClientSecret(
     this: Client,
     candidate: string,
   ) {
-    return matchesSecretHash(candidate, clientFacts(this)?.secretHashes ?? []);
+    if (!matchesSecretHash(candidate, clientFacts(this)?.secretHashes ?? [])) return false;
+    const ctx = Provider.ctx;
+    if (ctx) refuseOnVeto(ctx, await clientAuthenticated(ctx, this.clientId));
+    return true;
   };
 
   const record = (ctx: KoaContextWithOIDC, error: errors.OIDCProviderError | ProtocolError) => {
@@ -202,4 +220,22 @@ export function buildProvider({
     }
   });
   return provider;
+}
+
+/**
+ * A request refused although its client authenticated (a rate limit), answered by the provider as the OAuth
+ * error it is, with its status.
+ */
+function refuseOnVeto(ctx: KoaContextWithOIDC, veto: AuthenticationVeto | undefined): void {
+  if (!veto) return;
+  ctx.set('Cache-Control', 'no-store');
+  if (veto.retryAfterSeconds !== undefined) ctx.set('Retry-After', String(veto.retryAfterSeconds));
+  const error = new errors.CustomOIDCProviderError(
+    veto.error,
+    veto.description,
+    veto.detail === undefined ? undefined : { detail: veto.detail },
+  );
+  error.status = veto.status;
+  error.statusCode = veto.status;
+  throw error;
 }

@@ -9,6 +9,8 @@ import { basicAuth } from '../support/oauth.ts';
 import { TEST_ACTOR, type TestServer } from '../support/server.ts';
 
 const API = 'https://api.example.com';
+/** A resource no client of this file holds a grant on: asking for it is the client's own denial. */
+const UNGRANTED = 'https://ungranted.example.com';
 
 /**
  * Moved forward by the test: windows and baselines are learnt without waiting. Frozen (`frozenAt`) where a count
@@ -72,14 +74,14 @@ async function client(name: string): Promise<Credentials> {
   return { id: client.id, secret: clientSecret ?? '' };
 }
 
-async function token(as: Credentials, options: { address?: string; key?: DpopKey } = {}) {
+async function token(as: Credentials, options: { address?: string; key?: DpopKey; resource?: string } = {}) {
   return request(server.url)
     .post('/token')
     .type('form')
     .set('Authorization', basicAuth(as.id, as.secret))
     .set('X-Forwarded-For', options.address ?? '198.51.100.1')
     .set('DPoP', await createProof(options.key ?? key, { htu: `${server.url}/token` }))
-    .send({ grant_type: 'client_credentials', resource: API });
+    .send({ grant_type: 'client_credentials', resource: options.resource ?? API });
 }
 
 const anomaliesOf = (clientId: string) =>
@@ -99,10 +101,12 @@ describe('anomaly detection at the token endpoint', () => {
   it('flags a spike of denials, in the audit log, the metrics, the admin API and the CLI', async () => {
     const victim = await client('guessed');
     for (let i = 0; i < 4; i++) expect((await token(victim)).status).toBe(200);
+    // Requests that do not authenticate as the client are not its denials (anyone may name any client).
+    for (let i = 0; i < 6; i++) expect((await token({ ...victim, secret: 'wrong' })).status).toBe(401);
     // 3 of 7 denied: below half.
-    for (let i = 0; i < 3; i++) expect((await token({ ...victim, secret: 'wrong' })).status).toBe(401);
+    for (let i = 0; i < 3; i++) expect((await token(victim, { resource: UNGRANTED })).status).toBe(400);
     expect(server.logs.audit('anomaly').filter((l) => l.client_id === victim.id)).toEqual([]);
-    expect((await token({ ...victim, secret: 'wrong' })).status).toBe(401);
+    expect((await token(victim, { resource: UNGRANTED })).status).toBe(400);
 
     const lines = server.logs.audit('anomaly').filter((l) => l.client_id === victim.id);
     expect(lines).toHaveLength(1);
@@ -127,7 +131,7 @@ describe('anomaly detection at the token endpoint', () => {
     expect(table.stdout).toContain(victim.id);
     expect(table.stdout).toMatch(/KIND\s+CLIENT/);
     // A cooldown: the same kind is not raised again at once.
-    expect((await token({ ...victim, secret: 'wrong' })).status).toBe(401);
+    expect((await token(victim, { resource: UNGRANTED })).status).toBe(400);
     expect(server.logs.audit('anomaly').filter((l) => l.client_id === victim.id)).toHaveLength(1);
   });
 

@@ -401,18 +401,18 @@ describe('grant types (RFC 6749 §5.2 unsupported_grant_type)', () => {
 });
 
 describe('paths', () => {
-  it.each([
-    '/token/',
-    '/TOKEN',
-    '/Token',
-    '/token%2F',
-    '//token',
-    '/token;x',
-    '/token/introspection/',
-    '/token/x',
-  ])('answers POST %s with 404 not_found: only the exact endpoint paths exist', async (path) => {
-    const res = await post(TOKEN, encode(TOKEN.form()), { path });
-    expect({ status: res.status, error: res.body.error }).toEqual({ status: 404, error: 'not_found' });
+  it.each(['/token/', '/TOKEN', '/Token', '/token%2F', '/token;x', '/token/introspection/', '/token/x'])(
+    'answers POST %s with 404 not_found: only the exact endpoint paths exist',
+    async (path) => {
+      const res = await post(TOKEN, encode(TOKEN.form()), { path });
+      expect({ status: res.status, error: res.body.error }).toEqual({ status: 404, error: 'not_found' });
+      expect(Object.keys(res.body ?? {})).not.toContain('access_token');
+    },
+  );
+
+  it('refuses POST //token with 400 invalid_request: a path starting with // reads as another host', async () => {
+    const res = await post(TOKEN, encode(TOKEN.form()), { path: '//token' });
+    expect({ status: res.status, error: res.body.error }).toEqual({ status: 400, error: 'invalid_request' });
     expect(Object.keys(res.body ?? {})).not.toContain('access_token');
   });
 });

@@ -199,12 +199,12 @@ describe('leases', () => {
         .type('form')
         .set('Authorization', basicAuth(client.id, client.secret))
         .send({ token: 'not-a-token' });
-    // The first request is counted alone: this instance does not know the client's own limit yet.
+    // A request counts once the client has authenticated, when this instance has read its own limit: requests
+    // are claimed five at a time (1/20 of the limit) from the first.
     expect((await revoke()).status).toBe(200);
-    expect(await counter(server, `token-client:${client.id}`)).toBe(1);
-    // Then requests are claimed five at a time (1/20 of the limit).
+    expect(await counter(server, `token-client:${client.id}`)).toBe(5);
     expect((await revoke()).status).toBe(200);
-    expect(await counter(server, `token-client:${client.id}`)).toBe(6);
+    expect(await counter(server, `token-client:${client.id}`)).toBe(5);
     // 98 more, ten at a time: requests arriving while a lease is claimed wait for it rather than claim their own.
     const statuses: number[] = [200, 200];
     while (statuses.length < 100) {
@@ -212,8 +212,7 @@ describe('leases', () => {
       statuses.push(...(await Promise.all(Array.from({ length: batch }, revoke))).map((r) => r.status));
     }
     expect(statuses.filter((s) => s === 200)).toHaveLength(100);
-    // The last claim found only 4 of its 5 left: the counter went one over, the client was not.
-    expect(await counter(server, `token-client:${client.id}`)).toBe(101);
+    expect(await counter(server, `token-client:${client.id}`)).toBe(100);
     expectLimited(await revoke(), 'limit 100 per minute');
   });
 });
@@ -353,6 +352,46 @@ describe('authentication-failure backoff', () => {
       .at(-1);
     expect(refusal).toMatchObject({ error: 'temporarily_unavailable', outcome: 'failure' });
     expect(server.logs.text()).not.toContain(victim.secret);
+  });
+
+  it('slows and blocks failures naming an unknown client id exactly as for a real one (no existence oracle)', async () => {
+    const real = await withApi(server, 'real');
+    const cases = [
+      { id: real.id, address: '203.0.113.90' },
+      { id: 'no-such-client-id', address: '203.0.113.91' },
+    ];
+    const observed = [];
+    for (const { id, address } of cases) {
+      const durations: number[] = [];
+      const answers: unknown[] = [];
+      for (let i = 0; i < 4; i++) {
+        const started = performance.now();
+        const res = await tokenFrom(server, { id, secret: 'guess' }, address);
+        durations.push(performance.now() - started);
+        answers.push({ status: res.status, error: res.body.error });
+      }
+      const blocked = await tokenFrom(server, { id, secret: 'guess' }, address);
+      const steps = server.logs
+        .audit('auth_failure_backoff')
+        .filter((l) => l.client_id === id)
+        .map((l) => [l.step, l.failures]);
+      observed.push({ answers, blocked: blocked.status, steps, durations });
+    }
+    const [known, unknown] = observed;
+    // The same answers, the same steps, the same delays.
+    expect(unknown?.answers).toEqual(known?.answers);
+    expect(unknown?.answers).toEqual(Array(4).fill({ status: 401, error: 'invalid_client' }));
+    expect(unknown?.blocked).toBe(429);
+    expect(known?.blocked).toBe(429);
+    expect(unknown?.steps).toEqual(known?.steps);
+    for (const durations of [known?.durations ?? [], unknown?.durations ?? []]) {
+      expect(durations[1]).toBeGreaterThanOrEqual(240);
+      expect(durations[2]).toBeGreaterThanOrEqual(490);
+    }
+    // Measured, the delays differ by far less than the first step of the backoff (250 ms).
+    for (const i of [1, 2, 3]) {
+      expect(Math.abs((unknown?.durations[i] ?? 0) - (known?.durations[i] ?? 0))).toBeLessThan(200);
+    }
   });
 
   it('blocks on every instance sharing the database', async () => {
