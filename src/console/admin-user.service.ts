@@ -153,7 +153,8 @@ export async function updateAdminUser(
       .where('name', '=', name)
       .returningAll()
       .executeTakeFirstOrThrow();
-    if (credentialsChanged) await trx.deleteFrom('console_session').where('user_name', '=', name).execute();
+    if (credentialsChanged)
+      await trx.deleteFrom('console_session').where('user_id', '=', current.id).execute();
     const before = toAdminUser(current);
     const after = toAdminUser(row);
     const changedFields = passwordHash === undefined ? after : { ...after, password: '[changed]' };
@@ -198,35 +199,44 @@ export async function deleteAdminUser(deps: AdminUserDeps, actor: Actor, name: s
 /** Wrong TOTP codes after the right password, in a row, after which the second factor locks. */
 export const TOTP_LOCK_AFTER = 10;
 
+/**
+ * The user a sign-in read, by name and id: the TOTP state below is changed only while that user exists, never for
+ * another created under the same name while its code was being checked.
+ */
+export type SignInUser = Pick<AdminUserRow, 'id' | 'name'>;
+
 /** Counts one wrong code given after the right password; answers the count so far. */
-export async function recordTotpFailure(db: Db, name: string): Promise<number> {
+export async function recordTotpFailure(db: Db, user: SignInUser): Promise<number> {
   const row = await db
     .updateTable('admin_user')
     .set((eb) => ({ totp_failures: eb('totp_failures', '+', 1) }))
-    .where('name', '=', name)
+    .where('name', '=', user.name)
+    .where('id', '=', user.id)
     .returning('totp_failures')
     .executeTakeFirst();
   return row?.totp_failures ?? 0;
 }
 
-export async function resetTotpFailures(db: Db, name: string): Promise<void> {
+export async function resetTotpFailures(db: Db, user: SignInUser): Promise<void> {
   await db
     .updateTable('admin_user')
     .set({ totp_failures: 0 })
-    .where('name', '=', name)
+    .where('name', '=', user.name)
+    .where('id', '=', user.id)
     .where('totp_failures', '>', 0)
     .execute();
 }
 
 /**
- * Records `step` as the last TOTP step used by `name`, if it is newer than the one recorded: false when another
+ * Records `step` as the last TOTP step used by `user`, if it is newer than the one recorded: false when another
  * sign-in used this code (or a later one) first. One statement, so two instances cannot both accept a code.
  */
-export async function claimTotpStep(db: Db, name: string, step: number): Promise<boolean> {
+export async function claimTotpStep(db: Db, user: SignInUser, step: number): Promise<boolean> {
   const result = await db
     .updateTable('admin_user')
     .set({ totp_last_step: step })
-    .where('name', '=', name)
+    .where('name', '=', user.name)
+    .where('id', '=', user.id)
     // Not once the second factor is locked, whatever requests were in flight when it locked.
     .where('totp_failures', '<', TOTP_LOCK_AFTER)
     .where((eb) => eb.or([eb('totp_last_step', 'is', null), eb('totp_last_step', '<', step)]))

@@ -24,12 +24,13 @@ export function newSecret(): string {
 }
 
 /**
- * `credentialsVersion`: the version of the user's credentials as read for checking them. A credential change
- * committed after that read, even while they were being checked, ends the session (see findSession).
+ * `user`: the user as read for checking the credentials. A credential change committed after that read, even while
+ * they were being checked, ends the session (see findSession); the user deleted meanwhile fails the insert (a
+ * foreign key violation), even when created again under the same name: the session names the user's id.
  */
 export async function createSession(
   db: Db,
-  user: { name: string; credentials_version: number },
+  user: { id: string; name: string; credentials_version: number },
   now: Date,
   lifetimeSeconds: number,
 ): Promise<{ id: string }> {
@@ -39,6 +40,7 @@ export async function createSession(
     .values({
       id_hash: hashSessionId(id),
       user_name: user.name,
+      user_id: user.id,
       credentials_version: user.credentials_version,
       csrf_token: newSecret(),
       notice: null,
@@ -51,8 +53,9 @@ export async function createSession(
 }
 
 /**
- * The live session with this id: not past its absolute expiry, used within the idle timeout, and its user still
- * enabled. Anything else answers undefined.
+ * The live session with this id: not past its absolute expiry, used within the idle timeout, and its user (the one
+ * it was signed in by, not another of the same name) still enabled with the same credentials. Anything else
+ * answers undefined.
  */
 export async function findSession(
   db: Db,
@@ -62,7 +65,9 @@ export async function findSession(
 ): Promise<ConsoleSession | undefined> {
   const row = await db
     .selectFrom('console_session as s')
-    .innerJoin('admin_user as u', 'u.name', 's.user_name')
+    .innerJoin('admin_user as u', (join) =>
+      join.onRef('u.name', '=', 's.user_name').onRef('u.id', '=', 's.user_id'),
+    )
     .select(['s.id_hash', 's.user_name', 's.csrf_token', 's.notice', 's.last_seen_at', 'u.role'])
     .where('s.id_hash', '=', hashSessionId(id))
     .where('s.expires_at', '>', now)

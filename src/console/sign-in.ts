@@ -60,8 +60,9 @@ function isForeignKeyViolation(error: unknown): boolean {
  * Sign-in: a user name, a password and, for users with a second factor, a TOTP code.
  *
  * - Attempts are limited per source address (IPv6 by /64) and per user name before any password is checked. A
- *   browser the user signed in with before (a signed "device" cookie, void once the credentials change) has a
- *   budget of its own instead of the user's: others spending the user's cannot lock the user out of it.
+ *   browser the user signed in with before (a signed "device" cookie, void once the credentials change or the user
+ *   is deleted) has a budget of its own instead of the user's: others spending the user's cannot lock the user out
+ *   of it.
  * - Repeated failures for one user from one address are slowed, then blocked (the protocol endpoints' backoff).
  * - After TOTP_LOCK_AFTER wrong codes in a row following the right password, the second factor locks until an
  *   administrator enrols a new one.
@@ -85,14 +86,15 @@ export function signInPages(deps: ConsoleDeps) {
 
   /**
    * The device cookie: `<name>.<credentials version>.<issued>.<mac>`. It names the credentials it was earned with,
-   * so a new password (or a user deleted and created again) voids every earlier cookie.
+   * so a new password voids every earlier cookie. The MAC also covers the user's random id, which the cookie does
+   * not carry: the version restarts at 0 for a user deleted and created again under the same name, the id does not.
    */
-  const deviceValue = (name: string, version: number, issued: number) =>
+  const deviceValue = (user: Pick<AdminUserRow, 'id' | 'name' | 'credentials_version'>, issued: number) =>
     [
-      Buffer.from(name).toString('base64url'),
-      version,
+      Buffer.from(user.name).toString('base64url'),
+      user.credentials_version,
       issued,
-      mac(`device\n${name}\n${version}\n${issued}`),
+      mac(`device\n${user.id}\n${user.name}\n${user.credentials_version}\n${issued}`),
     ].join('.');
 
   /**
@@ -110,7 +112,7 @@ export function signInPages(deps: ConsoleDeps) {
       Number(versionText) === row.credentials_version &&
       age >= 0 &&
       age < DEVICE_COOKIE_SECONDS &&
-      sameToken(value, deviceValue(row.name, row.credentials_version, issued));
+      sameToken(value, deviceValue(row, issued));
     return valid ? signature.slice(0, 16) : undefined;
   }
 
@@ -164,8 +166,8 @@ export function signInPages(deps: ConsoleDeps) {
     if (!code.trim()) return 'authentication code missing';
     const lastStep = row.totp_last_step === null ? null : Number(row.totp_last_step);
     const step = matchTotp(secret, code.replace(/\s/g, ''), deps.clock.now(), lastStep);
-    if (step !== undefined && (await claimTotpStep(deps.admin.db, row.name, step))) return undefined;
-    const failures = await recordTotpFailure(deps.admin.db, row.name);
+    if (step !== undefined && (await claimTotpStep(deps.admin.db, row, step))) return undefined;
+    const failures = await recordTotpFailure(deps.admin.db, row);
     if (failures >= TOTP_LOCK_AFTER) {
       deps.log.warn(
         { event: 'console_second_factor_locked', user: row.name, failures },
@@ -220,7 +222,8 @@ export function signInPages(deps: ConsoleDeps) {
       deps.settings.signInPerAddress,
       { exact: true },
     );
-    // Read before anything is checked: its credentials version is the one a session will hold (see createSession).
+    // Read before anything is checked: its id and credentials version are the ones a session will hold (see
+    // createSession).
     const row = await findAdminUser(deps.admin.db, user);
     const logged = loggedName(user, row);
     if (byAddress) {
@@ -267,7 +270,7 @@ export function signInPages(deps: ConsoleDeps) {
       return;
     }
 
-    if (row.totp_failures > 0) await resetTotpFailures(deps.admin.db, row.name);
+    if (row.totp_failures > 0) await resetTotpFailures(deps.admin.db, row);
     // Sessions are only created here, so ended ones are cleared here too: the table stays as small as its use.
     await purgeSessions(deps.admin.db, deps.clock.now(), deps.settings.idleTimeout);
     // A browser signing in again leaves its previous session behind: that one ends now.
@@ -277,13 +280,14 @@ export function signInPages(deps: ConsoleDeps) {
       if (old) await deleteSession(deps.admin.db, old.idHash);
     }
     // A new session id on every sign-in: an id known before signing in is worth nothing after. It holds the
-    // credentials version read before the check, so a change that raced the check ends it (see findSession).
+    // user id and credentials version read before the check, so a change that raced the check ends it (see
+    // findSession).
     let session: { id: string };
     try {
       session = await createSession(deps.admin.db, row, deps.clock.now(), deps.settings.sessionLifetime);
     } catch (error) {
       if (!isForeignKeyViolation(error)) throw error;
-      // The user was deleted while signing in.
+      // The user was deleted while signing in (and perhaps created again: its id is another).
       deps.audit.consoleSignIn({ outcome: 'failure', ...logged, ip, reason: 'no such user' });
       show(ctx, { user, status: 401, error: WRONG });
       return;
@@ -291,12 +295,7 @@ export function signInPages(deps: ConsoleDeps) {
     setCookie(ctx, sessionCookie, session.id);
     setCookie(ctx, formCookie, '', 0);
     const issued = Math.floor(deps.clock.now().getTime() / 1000);
-    setCookie(
-      ctx,
-      deviceCookie,
-      deviceValue(row.name, row.credentials_version, issued),
-      DEVICE_COOKIE_SECONDS,
-    );
+    setCookie(ctx, deviceCookie, deviceValue(row, issued), DEVICE_COOKIE_SECONDS);
     deps.audit.consoleSignIn({ outcome: 'success', user: row.name, ip });
     ctx.status = 303;
     ctx.redirect(CONSOLE_PREFIX);

@@ -4,6 +4,11 @@ export type AdminRole = 'read' | 'write';
 
 /** A person who administers Mayfly in the web console. */
 export interface AdminUserTable {
+  /**
+   * A random UUID the database gives each user when created, never changed: what is bound to one user (device
+   * cookies, sessions) names it, as a user deleted and created again under the same name is another person.
+   */
+  id: ColumnType<string, never, never>;
   name: string;
   /** `scrypt$<log2 N>$<r>$<p>$<salt>$<hash>` (see src/console/password.ts). */
   password_hash: string;
@@ -24,6 +29,8 @@ export type AdminUserRow = Selectable<AdminUserTable>;
 export interface ConsoleSessionTable {
   id_hash: string;
   user_name: string;
+  /** admin_user.id: a session of a deleted user never opens for one created again under the same name. */
+  user_id: string;
   credentials_version: number;
   csrf_token: string;
   notice: string | null;
