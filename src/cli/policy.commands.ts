@@ -90,12 +90,13 @@ const ACTION_WIDTH = Math.max(...ACTIONS.map((a) => a.length));
 /** Under the object's kind, two columns further in. */
 const FIELD_INDENT = ' '.repeat(ACTION_WIDTH + 6);
 
-function formatChange(change: PlannedChange): string {
+function formatChange(change: PlannedChange, dryRun: boolean): string {
   const facts = [
     ...(change.client_id === undefined ? [] : [`client_id ${change.client_id}`]),
     ...(change.action !== 'delete'
       ? []
       : [change.managed_by === null ? 'made by hand' : `managed_by ${String(change.managed_by)}`]),
+    ...(change.adopted ? [`made by hand, ${dryRun ? 'to adopt' : 'adopted'}`] : []),
   ];
   const replaced = change.action === 'replace' ? '; the new client gets a new client_id and secret' : '';
   const head = `  ${change.action.padEnd(ACTION_WIDTH)}  ${change.kind} ${change.key}${facts.length ? ` (${facts.join(', ')}${replaced})` : ''}`;
@@ -144,19 +145,43 @@ function formatPlan(policy: Policy, plan: Plan, options: PlanOptions, dryRun: bo
     : dryRun
       ? `Plan for ${policy.source} (dry run: nothing is written):`
       : `Applied ${policy.source}:`;
-  const lines = [headline, ...plan.changes.map(formatChange)];
+  const lines = [headline, ...plan.changes.map((change) => formatChange(change, dryRun))];
   lines.push(dryRun && writes ? `${tally}. Run again without --dry-run to apply.` : `${tally}.`);
-  if (plan.undeclared > 0 && options.prune !== 'all') {
+  const adopted = plan.changes.filter((c) => c.adopted);
+  if (adopted.length) {
     lines.push(
-      `${plan.undeclared} object${plan.undeclared === 1 ? '' : 's'} on the server that the file does not declare ` +
-        `left as ${plan.undeclared === 1 ? 'it is' : 'they are'}` +
+      `${dryRun ? 'Would adopt' : 'Adopted'} ${plural(adopted.length, 'client')} made by hand: ` +
+        `${adopted.map(describeAdopted).join(', ')}; ` +
+        `the policy manages ${adopted.length === 1 ? 'it' : 'them'} from now on.`,
+    );
+  }
+  const others = Object.entries(plan.managedByOthers);
+  const otherCount = others.reduce((sum, [, count]) => sum + count, 0);
+  const own = plan.undeclared - otherCount;
+  if (own > 0 && options.prune !== 'all') {
+    lines.push(
+      `${plural(own, 'object')} on the server that the file does not declare ` +
+        `left as ${own === 1 ? 'it is' : 'they are'}` +
         (options.prune === 'none'
           ? ' (--prune deletes those a policy created, --prune-all all of them).'
           : ' (not created by a policy; --prune-all deletes them).'),
     );
   }
+  if (otherCount > 0) {
+    lines.push(
+      `${plural(otherCount, 'client')} another manager manages left as ${otherCount === 1 ? 'it is' : 'they are'} ` +
+        `(${others.map(([label, count]) => `managed_by ${label}: ${count}`).join(', ')}); ` +
+        'apply never changes or deletes those.',
+    );
+  }
   return `${lines.join('\n')}\n`;
 }
+
+const plural = (count: number, noun: string) => `${count} ${noun}${count === 1 ? '' : 's'}`;
+
+/** An adopted client that --allow-replace replaces goes: its successor, with a new client_id, is the policy's. */
+const describeAdopted = (change: PlannedChange) =>
+  `${change.key} (client_id ${String(change.client_id)}${change.action === 'replace' ? ', replaced' : ''})`;
 
 function formatResult(
   policy: Policy,
@@ -171,6 +196,7 @@ function formatResult(
     dry_run: dryRun,
     prune: options.prune,
     summary: { ...counts, undeclared: plan.undeclared },
+    managed_by_others: plan.managedByOthers,
     changes: plan.changes,
     ...(handover.file === undefined ? { secrets: handover.secrets } : { secrets_file: handover.file }),
   };
@@ -244,10 +270,12 @@ const applyPolicy = defineCommand({
   summary: 'make the resources and clients match a policy file',
   description:
     'Make the resources and clients match a policy file (YAML, or JSON when named .json): create what is\n' +
-    'missing, update what differs, field by field, and leave the rest alone. Clients are known by name,\n' +
-    'resources by identifier; what apply creates is labelled managed_by: policy. Applying the same file again\n' +
-    "changes nothing. New client secrets are printed once. The admin API's resource and admin clients are\n" +
-    'never touched.',
+    'missing, update what differs, field by field, and leave the rest alone. Resources are known by\n' +
+    'identifier; what apply creates is labelled managed_by: policy, and clients are known by name among those\n' +
+    'so labelled. A declared name that another client holds is an error, and nothing is written: a client made\n' +
+    'by hand is taken over only with --adopt, one another manager labels (managed_by: registration, ...) never.\n' +
+    "Applying the same file again changes nothing. New client secrets are printed once. The admin API's\n" +
+    'resource and admin clients are never touched.',
   synopsis: '<file> [--dry-run] [--prune | --prune-all] [--allow-replace] [--adopt] [--secrets-out <file>]',
   arguments: [{ name: 'file', description: 'the policy file, YAML or JSON' }],
   options: {
@@ -258,7 +286,9 @@ const applyPolicy = defineCommand({
     },
     'prune-all': {
       type: 'boolean',
-      description: 'delete everything the file does not declare, made by hand too (never admin clients)',
+      description:
+        'delete everything the file does not declare, made by hand too (never admin clients, nor clients ' +
+        'another manager such as registration manages)',
     },
     'allow-replace': {
       type: 'boolean',
@@ -267,7 +297,9 @@ const applyPolicy = defineCommand({
     },
     adopt: {
       type: 'boolean',
-      description: 'label declared objects made by hand managed_by: policy, so that --prune manages them',
+      description:
+        'label declared objects made by hand managed_by: policy, so that apply manages them from now on ' +
+        '(never a client another manager such as registration manages)',
     },
     'secrets-out': {
       type: 'string',
@@ -341,8 +373,9 @@ const exportPolicy = defineCommand({
   summary: 'write the resources and clients as a policy file that apply accepts',
   description:
     "Write the server's resources and clients as a policy file that `mayfly apply` accepts unchanged (applying\n" +
-    "it right away changes nothing). Secrets are never part of it; the admin API's resource and admin clients\n" +
-    'are left out.',
+    'it right away changes nothing, but for clients made by hand, which need --adopt the first time). Secrets\n' +
+    "are never part of it; the admin API's resource, admin clients and clients another manager (registration)\n" +
+    'manages are left out.',
   synopsis: '[--format yaml|json] [--out <file>] [--managed-only]',
   arguments: [],
   options: {

@@ -319,6 +319,18 @@ export async function expireClientSecrets(db: Db, clientId: string, at: Date): P
     .execute();
 }
 
+/** Whether a client not managed by `manager` has this name, ignoring case. */
+export async function hasClientNamedOutside(db: Db, name: string, manager: string): Promise<boolean> {
+  const row = await db
+    .selectFrom('client')
+    .select('id')
+    .where((eb) => eb(eb.fn('lower', ['name']), '=', eb.fn('lower', [eb.val(name)])))
+    .where((eb) => eb.or([eb('managed_by', 'is', null), eb('managed_by', '!=', manager)]))
+    .limit(1)
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
 /** Whether any client, enabled or not, holds a grant on the resource. */
 export async function hasGrantOn(db: Db, identifier: string): Promise<boolean> {
   const row = await db

@@ -9,11 +9,16 @@ import { ResourceInput, type Resource } from '../clients/resource.schemas.ts';
 
 /**
  * A policy file declares resources and clients; `mayfly apply` makes the server match it. Clients are known by
- * name (their ids are random and differ between servers), resources by identifier.
+ * name among the clients a policy manages (their ids are random and differ between servers), resources by
+ * identifier.
  */
 export const POLICY_VERSION = 1;
 
-/** The managed_by label of every object apply creates: `--prune` deletes only objects carrying it. */
+/**
+ * The managed_by label of every object apply creates. Apply updates and `--prune` deletes only clients carrying
+ * it (made by hand: only with --adopt or --prune-all; labelled by another manager: never). Only the admin API
+ * sets it, so a registrant (RFC 7591), who chooses the name of its client, cannot.
+ */
 export const POLICY_LABEL = 'policy';
 
 /** The file is wrong, or cannot be applied to this server: every problem in one line, the file named first. */

@@ -15,7 +15,10 @@ export interface PlanOptions {
   prune: PruneMode;
   /** A client whose auth_method changed is deleted and created anew (a new client_id and secret). */
   allowReplace: boolean;
-  /** Declared objects that exist without the policy label get it, so that --prune manages them from now on. */
+  /**
+   * A declared resource that exists without the policy label gets it; so does a declared client that exists made
+   * by hand (managed_by null), so that apply manages it from now on. Never a client another manager labelled.
+   */
   adopt: boolean;
 }
 
@@ -42,6 +45,8 @@ export interface PlannedChange {
   client_id?: string;
   /** For a deletion: the label that made it prunable (null: made by hand). */
   managed_by?: string | null;
+  /** A client made by hand that --adopt hands over to the policy (labelled managed_by: policy). */
+  adopted?: true;
   /** A creation: the declared values that are not defaults; an update or replace: what differs. */
   fields: FieldChange[];
 }
@@ -62,6 +67,8 @@ export interface Plan {
   operations: Operation[];
   /** Objects the file does not declare, left as they are (the admin API's resource and clients not counted). */
   undeclared: number;
+  /** Of those, the clients another manager manages (label → count): apply never changes or deletes them. */
+  managedByOthers: Record<string, number>;
 }
 
 const resourcePath = (resource: Resource) => `/resources/${resource.id}`;
@@ -93,6 +100,8 @@ interface Planning {
   reserved: ReadonlySet<string>;
   resources: ReadonlyMap<string, Resource>;
   clientsByName: ReadonlyMap<string, readonly Client[]>;
+  /** The clients that declarations stand for: updated, replaced, adopted or unchanged, never pruned. */
+  claimed: Set<Client>;
   /** The scopes of every resource that exists once the plan is applied. */
   finalScopes: ReadonlyMap<string, readonly string[]>;
   problems: string[];
@@ -102,23 +111,18 @@ interface Planning {
 
 /**
  * Compares the declared resources and clients with the server's and lists what to change. Every problem — a
- * reference that would not hold, an ambiguous or reserved name, a change the API cannot make in place — is found
- * here, before anything is written, and all of them are reported together.
+ * reference that would not hold, an ambiguous or reserved name, a client apply may not take over, a change the
+ * API cannot make in place — is found here, before anything is written, and all of them are reported together.
  */
 export function planPolicy(policy: Policy, state: ServerState, options: PlanOptions): Plan {
   const reserved = findReserved(state);
-  const prunes = (label: string | null) =>
+  const prunesResource = (label: string | null) =>
     options.prune === 'all' || (options.prune === 'managed' && label === POLICY_LABEL);
   const declaredIdentifiers = new Set(policy.resources.map((r) => r.identifier));
-  const declaredNames = new Set(policy.clients.map((c) => c.name));
   const undeclaredResources = state.resources.filter(
     (r) => !r.reserved && !declaredIdentifiers.has(r.identifier),
   );
-  const undeclaredClients = state.clients.filter(
-    (c) => !declaredNames.has(c.name) && !isAdminClient(c, reserved),
-  );
-  const doomedResources = undeclaredResources.filter((r) => prunes(r.managed_by));
-  const doomedClients = undeclaredClients.filter((c) => prunes(c.managed_by));
+  const doomedResources = undeclaredResources.filter((r) => prunesResource(r.managed_by));
 
   const planning: Planning = {
     policy,
@@ -126,6 +130,7 @@ export function planPolicy(policy: Policy, state: ServerState, options: PlanOpti
     reserved,
     resources: new Map(state.resources.map((r) => [r.identifier, r])),
     clientsByName: groupByName(state.clients),
+    claimed: new Set(),
     finalScopes: new Map([
       ...state.resources
         .filter((r) => !doomedResources.includes(r))
@@ -147,21 +152,45 @@ export function planPolicy(policy: Policy, state: ServerState, options: PlanOpti
   };
   for (const declared of policy.resources) planResource(planning, declared);
   for (const declared of policy.clients) planClient(planning, declared);
+  // A client no declaration took is undeclared, even when it shares a declared name (a registered namesake).
+  const undeclaredClients = state.clients.filter(
+    (c) => !planning.claimed.has(c) && !isAdminClient(c, reserved),
+  );
+  const doomedClients = undeclaredClients.filter((c) => prunesClient(options.prune, c.managed_by));
+  const keptClients = undeclaredClients.filter((c) => !doomedClients.includes(c));
   checkKeptClients(
     planning,
-    state.clients.filter((c) => !declaredNames.has(c.name) && !doomedClients.includes(c)),
+    state.clients.filter((c) => !planning.claimed.has(c) && !doomedClients.includes(c)),
     doomedResources,
   );
   for (const client of doomedClients) planClientDeletion(planning, client);
   for (const resource of doomedResources) planResourceDeletion(planning, resource);
 
   if (planning.problems.length) throw new PolicyError(`${policy.source}: ${planning.problems.join('; ')}`);
+  const othersLabels = keptClients.map((c) => c.managed_by).filter(isOthersLabel);
+  const managedByOthers = Object.fromEntries(
+    [...new Set(othersLabels)].sort().map((label) => [label, othersLabels.filter((l) => l === label).length]),
+  );
   return {
     changes: [...planning.changes.resource, ...planning.changes.client],
     operations: PHASES.flatMap((phase) => planning.calls[phase]),
-    undeclared:
-      undeclaredResources.length - doomedResources.length + undeclaredClients.length - doomedClients.length,
+    undeclared: undeclaredResources.length - doomedResources.length + keptClients.length,
+    managedByOthers,
   };
+}
+
+/** A label neither apply's nor the absence of one: another manager's, such as registration (RFC 7591). */
+function isOthersLabel(label: string | null): label is string {
+  return label !== null && label !== POLICY_LABEL;
+}
+
+/**
+ * --prune deletes the clients a policy created, --prune-all those made by hand too; no flag ever deletes a client
+ * another manager manages: a registered client belongs to its registrant (RFC 7592 §2.3 deletes it).
+ */
+function prunesClient(prune: PruneMode, label: string | null): boolean {
+  if (label === POLICY_LABEL) return prune !== 'none';
+  return label === null && prune === 'all';
 }
 
 function groupByName(clients: readonly Client[]): Map<string, Client[]> {
@@ -243,30 +272,18 @@ function planClient(planning: Planning, declared: DeclaredClient): void {
   const { calls, problems } = planning;
   checkReferences(planning, declared);
   const key = declared.name;
-  const matches = planning.clientsByName.get(key) ?? [];
-  const [existing] = matches;
-  if (matches.length > 1) {
-    problems.push(
-      `${declared.at}: name: ${matches.length} clients on the server are named ${quote(key)} ` +
-        `(client_id ${matches.map((c) => c.client_id).join(', ')}); a policy knows clients by name: ` +
-        'rename or delete all but one',
-    );
-    return;
-  }
-  if (!existing) {
+  const match = matchClient(planning, declared);
+  if (match === 'refused') return;
+  if (match === 'absent') {
     planning.changes.client.push({ action: 'create', kind: 'client', key, fields: describeClient(declared) });
     calls.createClients.push(createClientOperation(declared));
     return;
   }
+  const { client: existing, adopting } = match;
   const { client_id } = existing;
-  if (isAdminClient(existing, planning.reserved)) {
-    problems.push(
-      `${declared.at}: name: ${quote(key)} is an admin client (client_id ${client_id}, with rights on the ` +
-        'admin API); admin clients stay outside policies: choose another name',
-    );
-    return;
-  }
-  const fields = diffClient(declared, existing, planning.options.adopt);
+  planning.claimed.add(existing);
+  const adopted = adopting ? { adopted: true as const } : {};
+  const fields = diffClient(declared, existing, adopting);
   const authChange = fields.find((f) => f.field === 'auth_method');
   if (authChange && !planning.options.allowReplace) {
     problems.push(
@@ -277,7 +294,7 @@ function planClient(planning: Planning, declared: DeclaredClient): void {
     return;
   }
   if (authChange) {
-    planning.changes.client.push({ action: 'replace', kind: 'client', key, client_id, fields });
+    planning.changes.client.push({ action: 'replace', kind: 'client', key, client_id, fields, ...adopted });
     calls.createClients.push(createClientOperation(declared));
     calls.deleteReplacedClients.push({
       method: 'DELETE',
@@ -292,6 +309,7 @@ function planClient(planning: Planning, declared: DeclaredClient): void {
     key,
     client_id,
     fields,
+    ...adopted,
   });
   if (!fields.length) return;
   calls.updateClients.push({
@@ -301,6 +319,78 @@ function planClient(planning: Planning, declared: DeclaredClient): void {
     body: Object.fromEntries(fields.filter((f) => f.to !== null).map((f) => [f.field, f.to])),
     what: `update client ${quote(key)} (client_id ${client_id})`,
   });
+}
+
+type ClientMatch = { client: Client; adopting: boolean } | 'absent' | 'refused';
+
+/**
+ * The client a declaration stands for: the one a policy manages under that name, whatever else is named so. A
+ * client made by hand is taken over only with --adopt, and a client another manager labelled never: anyone holding
+ * an initial access token chooses the name of the client it registers (RFC 7591 §2 client_name), so a name proves
+ * nothing. Without a client of the policy's own, such a namesake blocks the creation too: apply names it rather
+ * than make a second client of that name.
+ */
+function matchClient(planning: Planning, declared: DeclaredClient): ClientMatch {
+  const { problems } = planning;
+  const key = declared.name;
+  const named = planning.clientsByName.get(key) ?? [];
+  const own = named.filter((c) => c.managed_by === POLICY_LABEL);
+  const others = named.filter((c) => c.managed_by !== POLICY_LABEL);
+  const at = `${declared.at}: name:`;
+  if (own.length > 1) {
+    problems.push(
+      `${at} ${describeNamesakes(own, key)}; a policy knows its clients by name: rename or delete all but one`,
+    );
+    return 'refused';
+  }
+  const [mine] = own;
+  // Labelled or not, a client with rights on the admin API stays outside policies.
+  const admin = (mine ? [mine] : others).find((c) => isAdminClient(c, planning.reserved));
+  if (admin) {
+    problems.push(
+      `${at} ${quote(key)} is an admin client (client_id ${admin.client_id}, with rights on the ` +
+        'admin API); admin clients stay outside policies: choose another name',
+    );
+    return 'refused';
+  }
+  if (mine) return { client: mine, adopting: false };
+  const [only] = others;
+  if (!only) return 'absent';
+  if (others.some((c) => c.managed_by !== null)) {
+    problems.push(
+      `${at} ${describeNamesakes(others, key)}, and apply never takes over a client it does not manage ` +
+        `(--adopt takes only clients made by hand): rename or delete ${others.length === 1 ? 'that client' : 'those clients'}, ` +
+        'or choose another name',
+    );
+    return 'refused';
+  }
+  if (others.length > 1) {
+    problems.push(
+      `${at} ${describeNamesakes(others, key)}; a policy knows clients by name: rename or delete all but one`,
+    );
+    return 'refused';
+  }
+  if (!planning.options.adopt) {
+    problems.push(
+      `${at} ${describeNamesakes(others, key)}, which no policy manages: --adopt hands it over to the policy, ` +
+        'or rename it, or choose another name',
+    );
+    return 'refused';
+  }
+  return { client: only, adopting: true };
+}
+
+/** `a client on the server is already named "billing" (client_id …, managed_by registration)`. */
+function describeNamesakes(clients: readonly Client[], name: string): string {
+  const holders = clients
+    .map(
+      (c) =>
+        `client_id ${c.client_id}, ${c.managed_by === null ? 'made by hand' : `managed_by ${c.managed_by}`}`,
+    )
+    .join('; ');
+  return clients.length === 1
+    ? `a client on the server is already named ${quote(name)} (${holders})`
+    : `${clients.length} clients on the server are named ${quote(name)} (${holders})`;
 }
 
 /** Every resource a declared client names exists once applied, and defines the scopes granted. */
@@ -406,14 +496,18 @@ function isAdminClient(client: Client, reserved: ReadonlySet<string>): boolean {
 }
 
 /**
- * What export writes: every resource and client but the admin API's own, or only those a policy manages. Names
- * must tell the clients apart, or apply could not accept the file.
+ * What export writes: every resource but the admin API's own and every client a policy manages or that was made
+ * by hand (but admin clients), or only those a policy manages. Clients another manager labelled (registration)
+ * are left out, since apply never takes them over. Names must tell the clients apart, or apply could not accept
+ * the file.
  */
 export function selectForExport(state: ServerState, options: { managedOnly: boolean }): ServerState {
   const reserved = findReserved(state);
   const chosen = (label: string | null) => !options.managedOnly || label === POLICY_LABEL;
   const resources = state.resources.filter((r) => !r.reserved && chosen(r.managed_by));
-  const clients = state.clients.filter((c) => !isAdminClient(c, reserved) && chosen(c.managed_by));
+  const clients = state.clients.filter(
+    (c) => !isAdminClient(c, reserved) && !isOthersLabel(c.managed_by) && chosen(c.managed_by),
+  );
   const shared = [...groupByName(clients)].filter(([, named]) => named.length > 1);
   if (shared.length) {
     throw new PolicyError(
@@ -521,7 +615,7 @@ function diffResource(declared: DeclaredResource, existing: Resource, adopt: boo
   return fields;
 }
 
-function diffClient(declared: DeclaredClient, existing: Client, adopt: boolean): FieldChange[] {
+function diffClient(declared: DeclaredClient, existing: Client, adopting: boolean): FieldChange[] {
   const { fields, compare } = differ();
   compare('auth_method', existing.auth_method, declared.auth_method);
   compare('jwks', existing.jwks, declared.jwks);
@@ -531,6 +625,6 @@ function diffClient(declared: DeclaredClient, existing: Client, adopt: boolean):
   compare('bearer_allowed', existing.bearer_allowed, declared.bearer_allowed);
   compare('dpop_jkts', existing.dpop_jkts, declared.dpop_jkts, sameSet);
   compare('rate_limits', existing.rate_limits, declared.rate_limits);
-  if (adopt) compare('managed_by', existing.managed_by, POLICY_LABEL);
+  if (adopting) compare('managed_by', existing.managed_by, POLICY_LABEL);
   return fields;
 }

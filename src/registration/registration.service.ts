@@ -1,7 +1,7 @@
 import type { ChangeDeps } from '../audit/audit-trail.ts';
 import type { Client } from '../clients/client.schemas.ts';
 import { matchesSecretHash } from '../clients/client-secret.ts';
-import { findClientAccess } from '../clients/client.repository.ts';
+import { findClientAccess, hasClientNamedOutside } from '../clients/client.repository.ts';
 import { createClient, deleteClient, getClient, updateClient } from '../clients/client.service.ts';
 import { findResourcesByIdentifiers } from '../clients/resource.repository.ts';
 import type { Db } from '../db/connect.ts';
@@ -52,6 +52,24 @@ export class RefusedToken extends Error {
 export type RegisteredMetadata = Record<string, unknown>;
 
 const DEFAULT_NAME = 'registered client';
+
+/**
+ * A registrant chooses the name of its client (RFC 7591 §2 client_name), so a registered client may not take the
+ * name of a client the operators keep: one a policy manages (`mayfly apply` knows its clients by name), one made
+ * by hand (an admin client, or one `apply --adopt` may take over) or one another manager labels. Names are
+ * compared ignoring case, as the client list searches them, so that no one reading it mistakes the one for the
+ * other. Registered clients may share names among themselves: none of them is the operators'.
+ * @see RFC 7591 §3.2.2
+ */
+async function refuseOperatorsName(db: Db, name: string, defaulted: boolean): Promise<void> {
+  if (await hasClientNamedOutside(db, name, REGISTRATION_MANAGER)) {
+    throw invalidMetadata(
+      `client_name: ${JSON.stringify(name)}${defaulted ? ' (the default)' : ''} is the name of a client ` +
+        "this server's operators manage (names compare ignoring case), and a registered client may not take " +
+        'it: choose another client_name',
+    );
+  }
+}
 
 /**
  * Checks the request for what this server never accepts before its members are parsed, so that the error code
@@ -264,11 +282,14 @@ export async function registerClient(
     const authMethod = resolveAuthMethod(metadata, caps);
     const grants = resolveGrants(metadata, caps);
     await checkTokenLifetimes(trx, metadata, grants, caps);
+    // Only once the token is proven: a caller without one learns nothing about the names of clients.
+    const name = metadata.client_name ?? DEFAULT_NAME;
+    await refuseOperatorsName(trx, name, metadata.client_name === undefined);
     const created = await createClient(
       { ...deps, db: trx },
       { id: `registration:${iat.id}` },
       {
-        name: metadata.client_name ?? DEFAULT_NAME,
+        name,
         auth_method: authMethod,
         ...(metadata.jwks ? { jwks: metadata.jwks } : {}),
         ...(metadata.jwks_uri ? { jwks_uri: metadata.jwks_uri } : {}),
@@ -323,6 +344,21 @@ async function rotateAccessToken(
 
 const managementActor = (clientId: string) => ({ id: `registration-client:${clientId}` });
 
+/**
+ * The client, as long as registration still manages it: once an administrator relabelled it (made it theirs by
+ * hand, or handed it to a policy), its registrant no longer reads, changes or deletes it, as if it were gone.
+ * @see RFC 7592 §2.1
+ */
+async function getRegisteredClient(deps: RegistrationDeps, trx: Db, clientId: string): Promise<Client> {
+  const client = await getClient({ ...deps, db: trx }, clientId);
+  if (client.managed_by !== REGISTRATION_MANAGER) {
+    throw invalidToken(
+      'an administrator took this client over: it is no longer managed through registration',
+    );
+  }
+  return client;
+}
+
 /** @see RFC 7592 §2.1 */
 export async function readRegistration(
   deps: RegistrationDeps,
@@ -331,7 +367,7 @@ export async function readRegistration(
 ): Promise<RegisteredMetadata> {
   return deps.db.transaction().execute(async (trx) => {
     const { accessToken } = await rotateAccessToken(trx, clientId, presented);
-    const client = await getClient({ ...deps, db: trx }, clientId);
+    const client = await getRegisteredClient(deps, trx, clientId);
     return toMetadata(client, { accessToken, issuer: deps.issuer }, undefined);
   });
 }
@@ -349,6 +385,7 @@ export async function updateRegistration(
 ): Promise<RegisteredMetadata> {
   return deps.db.transaction().execute(async (trx) => {
     const { accessToken, caps } = await rotateAccessToken(trx, clientId, presented);
+    const current = await getRegisteredClient(deps, trx, clientId);
     const metadata = parseClientMetadata(body);
     const raw = body as Record<string, unknown>;
     if (raw.client_id !== clientId) {
@@ -366,7 +403,6 @@ export async function updateRegistration(
         );
       }
     }
-    const current = await getClient({ ...deps, db: trx }, clientId);
     const method = metadata.token_endpoint_auth_method ?? current.auth_method;
     if (method !== current.auth_method) {
       throw invalidMetadata(
@@ -378,8 +414,11 @@ export async function updateRegistration(
     if (method === 'private_key_jwt' && !metadata.jwks === !metadata.jwks_uri) {
       throw invalidMetadata('jwks: private_key_jwt needs exactly one of jwks or jwks_uri');
     }
+    // Only a new name is checked: a client keeps the one it has, even if an operator's client took it since.
+    const name = metadata.client_name ?? DEFAULT_NAME;
+    if (name !== current.name) await refuseOperatorsName(trx, name, metadata.client_name === undefined);
     const client = await updateClient({ ...deps, db: trx }, managementActor(clientId), clientId, {
-      name: metadata.client_name ?? DEFAULT_NAME,
+      name,
       ...(metadata.jwks ? { jwks: metadata.jwks } : {}),
       ...(metadata.jwks_uri ? { jwks_uri: metadata.jwks_uri } : {}),
       grants,
@@ -399,6 +438,7 @@ export async function deleteRegistration(
 ): Promise<void> {
   await deps.db.transaction().execute(async (trx) => {
     await rotateAccessToken(trx, clientId, presented);
+    await getRegisteredClient(deps, trx, clientId);
     await deleteClient({ ...deps, db: trx }, managementActor(clientId), clientId);
   });
 }

@@ -48,6 +48,7 @@ interface ApplyResult {
     key: string;
     client_id?: string;
     managed_by?: string | null;
+    adopted?: true;
     fields: FieldChange[];
   }[];
   secrets?: { name: string; client_id: string; client_secret: string }[];
@@ -762,7 +763,7 @@ describe('mayfly export', () => {
     await setClientEnabled(cli.server.app.admin, TEST_ACTOR, paused.client.client_id, false);
   }
 
-  it('writes a policy that apply accepts unchanged: applying it right away changes nothing', async () => {
+  it('writes a policy that apply accepts unchanged, once --adopt handed the clients made by hand over', async () => {
     await makeVariedState();
     const exported = await cli.spawn(['export']);
     expect(exported.code, exported.stderr).toBe(0);
@@ -770,9 +771,53 @@ describe('mayfly export', () => {
     expect(exported.stdout).not.toContain('Mayfly admin');
     expect(exported.stdout).not.toContain(`${cli.server.url}/admin`);
     expect(exported.stdout).not.toMatch(/client_secret:|mfy_|managed_by|client_id/);
+    const file = await writePolicy(exported.stdout);
+    const handSigner = (await listClients()).find((c) => c.name === 'hand-signer');
 
+    // A client made by hand is the policy's only with --adopt: refused, naming it, and nothing is written.
     const before = await auditIds();
-    const result = await apply(await writePolicy(exported.stdout));
+    const refused = await cli.run(['apply', file]);
+    expectFailure(
+      refused,
+      1,
+      `mayfly: ${file}: clients[1] (name "hand-signer"): name: a client on the server is already named ` +
+        `"hand-signer" (client_id ${handSigner?.client_id ?? ''}, made by hand), which no policy manages: ` +
+        '--adopt hands it over to the policy, or rename it, or choose another name; clients[2] (name "paused"): ',
+    );
+    expect(await auditIds()).toEqual(before);
+
+    const adopted = await apply(file, '--adopt');
+    expect(adopted.summary).toEqual({
+      create: 0,
+      update: 3,
+      replace: 0,
+      delete: 0,
+      unchanged: 5,
+      undeclared: 0,
+    });
+    const labelled = [{ field: 'managed_by', from: null, to: 'policy' }];
+    expect(adopted.changes.filter((c) => c.action === 'update')).toEqual([
+      { action: 'update', kind: 'resource', key: 'https://hand.test', fields: labelled },
+      {
+        action: 'update',
+        kind: 'client',
+        key: 'hand-signer',
+        client_id: handSigner?.client_id,
+        fields: labelled,
+        adopted: true,
+      },
+      {
+        action: 'update',
+        kind: 'client',
+        key: 'paused',
+        client_id: expect.any(String),
+        fields: labelled,
+        adopted: true,
+      },
+    ]);
+
+    const settled = await auditIds();
+    const result = await apply(file);
     expect(result.summary).toEqual({
       create: 0,
       update: 0,
@@ -781,13 +826,13 @@ describe('mayfly export', () => {
       unchanged: 8,
       undeclared: 0,
     });
-    expect(await auditIds()).toEqual(before);
+    expect(await auditIds()).toEqual(settled);
 
     const out = join(dir, 'exported.json');
     const written = await cli.run(['export', '--format', 'json', '--out', out]);
     expect(written.stdout).toBe(`Wrote ${out}: 3 resources, 5 clients.\n`);
     expect((await apply(out, '--prune-all')).summary.unchanged).toBe(8);
-    expect(await auditIds()).toEqual(before);
+    expect(await auditIds()).toEqual(settled);
   });
 
   it('--managed-only writes only what a policy manages', async () => {

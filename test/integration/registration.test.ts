@@ -372,3 +372,118 @@ describe('client registration management (RFC 7592)', () => {
     expect((await manage('get', uri, third)).status).toBe(401);
   });
 });
+
+describe('client names a registrant may not take', () => {
+  it("refuses the name of an operator's client, ignoring case, without using the token", async () => {
+    const policy = await server.createClient({ name: 'Payroll', managed_by: 'policy' });
+    const hand = await server.createClient({ name: 'hand-made' });
+    const tool = await server.createClient({ name: 'from-terraform', managed_by: 'terraform' });
+    const iat = await mint();
+    try {
+      for (const name of ['payroll', 'HAND-MADE', 'From-Terraform', 'Mayfly admin']) {
+        const res = await register(iat.token, { client_name: name });
+        expect(res.status, name).toBe(400);
+        expect(res.body).toEqual({
+          error: 'invalid_client_metadata',
+          error_description:
+            `client_name: "${name}" is the name of a client this server's operators manage (names compare ` +
+            'ignoring case), and a registered client may not take it: choose another client_name',
+        });
+      }
+      // Registered clients may share a name: none of them is the operators'.
+      const shared = await mint({ uses: 2 });
+      expect((await register(shared.token, { client_name: 'robot twin' })).status).toBe(201);
+      expect((await register(shared.token, { client_name: 'Robot Twin' })).status).toBe(201);
+
+      const defaulted = await server.createClient({ name: 'registered client' });
+      try {
+        const res = await register(iat.token, {});
+        expect(res.body.error_description).toMatch(
+          /^client_name: "registered client" \(the default\) is the name/,
+        );
+      } finally {
+        expect(
+          (await adminCall(server, admin, 'DELETE', `/clients/${defaulted.client.client_id}`)).status,
+        ).toBe(204);
+      }
+      // None of the refusals used the one use of the token.
+      expect((await register(iat.token, { client_name: 'payroll robot' })).status).toBe(201);
+    } finally {
+      for (const client of [policy, hand, tool]) {
+        await adminCall(server, admin, 'DELETE', `/clients/${client.client.client_id}`);
+      }
+    }
+  });
+
+  it("refuses an RFC 7592 rename onto an operator's client name, but lets a client keep its own", async () => {
+    const policy = await server.createClient({ name: 'ledger', managed_by: 'policy' });
+    try {
+      const created = await register((await mint()).token, { client_name: 'keeper' });
+      expect(created.status).toBe(201);
+      const uri = created.body.registration_client_uri as string;
+      const metadata = { client_id: created.body.client_id, scope: 'orders:read' };
+
+      const taken = await manage('put', uri, created.body.registration_access_token, {
+        ...metadata,
+        client_name: 'Ledger',
+      });
+      expect(taken.status).toBe(400);
+      expect(taken.body).toMatchObject({ error: 'invalid_client_metadata' });
+      expect(taken.body.error_description).toMatch(/^client_name: "Ledger" is the name of a client/);
+      // The refusal left the token as it was, and the name unchanged.
+      const read = await manage('get', uri, created.body.registration_access_token);
+      expect(read.status).toBe(200);
+      expect(read.body.client_name).toBe('keeper');
+
+      // An operator's client named like it since: the registered client keeps its name, but cannot re-take it.
+      const namesake = await server.createClient({ name: 'keeper' });
+      try {
+        const kept = await manage('put', uri, read.body.registration_access_token, {
+          ...metadata,
+          client_name: 'keeper',
+        });
+        expect(kept.status, JSON.stringify(kept.body)).toBe(200);
+        const recased = await manage('put', uri, kept.body.registration_access_token, {
+          ...metadata,
+          client_name: 'Keeper',
+        });
+        expect(recased.status).toBe(400);
+        expect(recased.body.error_description).toMatch(/^client_name: "Keeper" is the name of a client/);
+      } finally {
+        await adminCall(server, admin, 'DELETE', `/clients/${namesake.client.client_id}`);
+      }
+    } finally {
+      await adminCall(server, admin, 'DELETE', `/clients/${policy.client.client_id}`);
+    }
+  });
+
+  it('stops managing a client through RFC 7592 once an administrator relabels it', async () => {
+    for (const label of ['policy', null]) {
+      const created = await register((await mint()).token, { client_name: `taken over ${String(label)}` });
+      expect(created.status).toBe(201);
+      const uri = created.body.registration_client_uri as string;
+      const token = created.body.registration_access_token as string;
+      const relabelled = await adminCall(server, admin, 'PATCH', `/clients/${created.body.client_id}`, {
+        body: { managed_by: label },
+      });
+      expect(relabelled.status, JSON.stringify(relabelled.body)).toBe(200);
+
+      const refusals = [
+        await manage('get', uri, token),
+        await manage('put', uri, token, { client_id: created.body.client_id, client_name: 'billing' }),
+        await manage('delete', uri, token),
+      ];
+      for (const refused of refusals) {
+        expect(refused.status).toBe(401);
+        expect(refused.body).toEqual({
+          error: 'invalid_token',
+          error_description:
+            'an administrator took this client over: it is no longer managed through registration',
+        });
+        expect(refused.headers['www-authenticate']).toMatch(/^Bearer/);
+      }
+      const client = await adminCall(server, admin, 'GET', `/clients/${created.body.client_id}`);
+      expect(client.body).toMatchObject({ name: `taken over ${String(label)}`, managed_by: label });
+    }
+  });
+});
