@@ -92,6 +92,7 @@ export function createApp(app: AppContext): Koa {
     koa.use(
       serveRegistration({
         deps: { ...app.admin, issuer: app.config.issuer },
+        limits: app.limits,
         log: app.log.child({ component: 'audit' }),
       }),
     );

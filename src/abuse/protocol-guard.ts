@@ -150,7 +150,7 @@ export function guardProtocolRequests(deps: GuardDependencies) {
     const refusal = blocked ?? (await consumeAddressLimit(route, address));
     if (refusal) {
       metrics.rateLimited(refusal.limit);
-      refuse(ctx, refusal);
+      answerRateLimited(ctx, refusal);
       deps.observe?.(ctx, { route, authenticated: undefined, claimed: clientId, address });
       return;
     }
@@ -253,6 +253,8 @@ const DESCRIPTIONS: Record<Refusal['limit'], string> = {
   'token-address': 'too many requests from this address',
   'introspection-client': 'too many introspection requests by this client',
   'introspection-address': 'too many introspection requests from this address',
+  'registration-address': 'too many registration requests from this address',
+  'registration-token': 'too many registrations with this initial access token',
   'auth-failures': 'too many failed authentications of this client from this address',
   'console-sign-in-user': 'too many console sign-in attempts for this user',
   'console-sign-in-address': 'too many console sign-in attempts from this address',
@@ -262,7 +264,7 @@ const DESCRIPTIONS: Record<Refusal['limit'], string> = {
  * 429 with Retry-After and an OAuth error body. OAuth registers no code for rate limiting; temporarily_unavailable
  * is the registered code that tells a client to come back later. @see RFC 6585 §4, RFC 6749 §4.1.2.1
  */
-function refuse(ctx: Context, refusal: Refusal): void {
+export function answerRateLimited(ctx: Context, refusal: Refusal): void {
   const reason = describeRefusal(refusal);
   ctx.status = 429;
   ctx.set('Retry-After', String(refusal.retryAfterSeconds));
@@ -274,7 +276,7 @@ function refuse(ctx: Context, refusal: Refusal): void {
   recordProtocolError(ctx, { error: 'temporarily_unavailable', error_detail: reason });
 }
 
-function describeRefusal(refusal: Refusal): string {
+export function describeRefusal(refusal: Refusal): string {
   return refusal.limit === 'auth-failures'
     ? `${DESCRIPTIONS[refusal.limit]} (${refusal.allowed} failures)`
     : `${DESCRIPTIONS[refusal.limit]} (limit ${refusal.allowed} per minute)`;

@@ -22,6 +22,10 @@ export interface RateLimitSettings {
   introspectionPerClient: number;
   /** Introspection requests per minute per source address. */
   introspectionPerAddress: number;
+  /** Dynamic registration requests (RFC 7591 and 7592) per minute per source address. */
+  registrationPerAddress: number;
+  /** Registrations per minute with one initial access token, whatever address they come from. */
+  registrationPerToken: number;
 }
 
 export interface AuthFailureSettings {
@@ -39,6 +43,8 @@ export type LimitName =
   | 'token-address'
   | 'introspection-client'
   | 'introspection-address'
+  | 'registration-address'
+  | 'registration-token'
   | 'console-sign-in-user'
   | 'console-sign-in-address';
 

@@ -204,6 +204,8 @@ const EnvSchema = z.object({
   MAYFLY_RATE_LIMIT_TOKEN_PER_ADDRESS: integer(1, 10_000_000).default(1_200),
   MAYFLY_RATE_LIMIT_INTROSPECTION_PER_CLIENT: integer(1, 10_000_000).default(6_000),
   MAYFLY_RATE_LIMIT_INTROSPECTION_PER_ADDRESS: integer(1, 10_000_000).default(60_000),
+  MAYFLY_RATE_LIMIT_REGISTRATION_PER_ADDRESS: integer(1, 10_000_000).default(60),
+  MAYFLY_RATE_LIMIT_REGISTRATION_PER_TOKEN: integer(1, 10_000_000).default(20),
   MAYFLY_AUTH_FAILURE_SLOW_AFTER: integer(1, 10_000_000).default(5),
   MAYFLY_AUTH_FAILURE_BLOCK_AFTER: integer(2, 10_000_000).default(20),
   MAYFLY_AUTH_FAILURE_WINDOW: integer(1, 86_400).default(900),
@@ -332,6 +334,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       tokenPerAddress: e.MAYFLY_RATE_LIMIT_TOKEN_PER_ADDRESS,
       introspectionPerClient: e.MAYFLY_RATE_LIMIT_INTROSPECTION_PER_CLIENT,
       introspectionPerAddress: e.MAYFLY_RATE_LIMIT_INTROSPECTION_PER_ADDRESS,
+      registrationPerAddress: e.MAYFLY_RATE_LIMIT_REGISTRATION_PER_ADDRESS,
+      registrationPerToken: e.MAYFLY_RATE_LIMIT_REGISTRATION_PER_TOKEN,
     },
     authFailures: {
       slowAfter: e.MAYFLY_AUTH_FAILURE_SLOW_AFTER,

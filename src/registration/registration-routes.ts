@@ -1,5 +1,7 @@
 import type { Context, Next } from 'koa';
 
+import { addressKey, answerRateLimited, describeRefusal } from '../abuse/protocol-guard.ts';
+import type { RateLimits, Refusal } from '../abuse/rate-limits.ts';
 import { containsNul } from '../errors.ts';
 import { readRequestBody } from '../http/request-body.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -12,6 +14,7 @@ import {
   updateRegistration,
   type RegistrationDeps,
 } from './registration.service.ts';
+import { hashRegistrationToken } from './registration-token.ts';
 
 export const REGISTRATION_PATH = '/register';
 
@@ -20,6 +23,7 @@ const MAX_BODY_BYTES = 64 * 1024;
 
 export interface RegistrationRouteOptions {
   deps: RegistrationDeps;
+  limits: RateLimits;
   /** Audit lines: who registered or managed what, and why a token was refused; never a token value. */
   log: Logger;
 }
@@ -29,7 +33,7 @@ export interface RegistrationRouteOptions {
  * itself rather than by the provider: registered clients live in Mayfly's own tables, like every other.
  */
 export function serveRegistration(options: RegistrationRouteOptions) {
-  const { deps, log } = options;
+  const { deps, limits, log } = options;
   return async function registration(ctx: Context, next: Next): Promise<void> {
     if (ctx.path !== REGISTRATION_PATH && !ctx.path.startsWith(`${REGISTRATION_PATH}/`)) {
       await next();
@@ -37,6 +41,23 @@ export function serveRegistration(options: RegistrationRouteOptions) {
     }
     // Credentials travel in these answers: never cached (RFC 7591 §3.2.1, RFC 6749 §5.1).
     ctx.set('Cache-Control', 'no-store');
+    const refusal = await limitRequest(ctx);
+    if (refusal) {
+      answerRateLimited(ctx, refusal);
+      log.warn(
+        {
+          event: 'registration',
+          outcome: 'failure',
+          ip: ctx.ip,
+          method: ctx.method,
+          path: ctx.path,
+          error: 'temporarily_unavailable',
+          reason: describeRefusal(refusal),
+        },
+        'registration failure',
+      );
+      return;
+    }
     try {
       await route(ctx);
     } catch (error) {
@@ -71,6 +92,35 @@ export function serveRegistration(options: RegistrationRouteOptions) {
       answer(ctx, error);
     }
   };
+
+  /**
+   * Registration costs a transaction and answers with credentials: requests are limited per address before
+   * anything is read, and registrations per initial access token (keyed by its hash; a made-up token gets a
+   * counter of its own and names nobody else's).
+   */
+  async function limitRequest(ctx: Context): Promise<Refusal | undefined> {
+    try {
+      const { registrationPerAddress, registrationPerToken } = limits.settings;
+      const byAddress = await limits.consume(
+        'registration-address',
+        addressKey(ctx.ip),
+        registrationPerAddress,
+        {
+          exact: true,
+        },
+      );
+      if (byAddress || ctx.path !== REGISTRATION_PATH || ctx.method !== 'POST') return byAddress;
+      const token = /^Bearer +([\x21-\x7E]+) *$/i.exec(ctx.get('Authorization'))?.[1];
+      if (token === undefined) return undefined;
+      return await limits.consume('registration-token', hashRegistrationToken(token), registrationPerToken, {
+        exact: true,
+      });
+    } catch (error) {
+      // The limiter fell back to memory and that failed too: serve rather than refuse everyone.
+      log.warn({ err: error }, 'registration rate limit check failed; request allowed');
+      return undefined;
+    }
+  }
 
   async function route(ctx: Context): Promise<void> {
     if (ctx.path === REGISTRATION_PATH) {
