@@ -465,6 +465,8 @@ describe('settings', () => {
       tokenPerAddress: 1200,
       introspectionPerClient: 6000,
       introspectionPerAddress: 60000,
+      registrationPerAddress: 60,
+      registrationPerToken: 20,
     });
     expect(config.authFailures).toEqual({
       slowAfter: 5,
