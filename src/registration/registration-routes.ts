@@ -44,18 +44,7 @@ export function serveRegistration(options: RegistrationRouteOptions) {
     const refusal = await limitRequest(ctx);
     if (refusal) {
       answerRateLimited(ctx, refusal);
-      log.warn(
-        {
-          event: 'registration',
-          outcome: 'failure',
-          ip: ctx.ip,
-          method: ctx.method,
-          path: ctx.path,
-          error: 'temporarily_unavailable',
-          reason: describeRefusal(refusal),
-        },
-        'registration failure',
-      );
+      logFailure(ctx, 'temporarily_unavailable', describeRefusal(refusal));
       return;
     }
     try {
@@ -77,21 +66,25 @@ export function serveRegistration(options: RegistrationRouteOptions) {
         return;
       }
       if (!(error instanceof RegistrationError)) throw error;
-      log.warn(
-        {
-          event: 'registration',
-          outcome: 'failure',
-          ip: ctx.ip,
-          method: ctx.method,
-          path: ctx.path,
-          error: error.code,
-          reason: error.message,
-        },
-        'registration failure',
-      );
+      logFailure(ctx, error.code, error.message);
       answer(ctx, error);
     }
   };
+
+  function logFailure(ctx: Context, error: string, reason: string): void {
+    log.warn(
+      {
+        event: 'registration',
+        outcome: 'failure',
+        ip: ctx.ip,
+        method: ctx.method,
+        path: ctx.path,
+        error,
+        reason,
+      },
+      'registration failure',
+    );
+  }
 
   /**
    * Registration costs a transaction and answers with credentials: requests are limited per address before
