@@ -12,7 +12,7 @@ import { systemClock, type Clock } from './clock.ts';
 import type { Config } from './config/config.ts';
 import { keepPrivate } from './config/private-folders.ts';
 import { loadSecrets, type Secrets } from './config/secrets.ts';
-import { connectDatabase, type DatabaseHandle, type Db } from './db/connect.ts';
+import { connectDatabase, isDataFolder, type DatabaseHandle, type Db } from './db/connect.ts';
 import { createMigrator, migrateToLatest } from './db/migrator.ts';
 import { toKek } from './keys/envelope.ts';
 import { KeyRing } from './keys/key-ring.ts';
@@ -71,7 +71,7 @@ export async function createAppContext(
   const clock = overrides.clock ?? systemClock;
   for (const folder of [
     config.keysDir,
-    ...(config.database.kind === 'pglite' && config.database.dataDir?.startsWith('memory://') === false
+    ...(config.database.kind === 'pglite' && isDataFolder(config.database.dataDir)
       ? [config.database.dataDir]
       : []),
   ]) {

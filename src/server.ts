@@ -234,17 +234,7 @@ export function answerUnparsableRequests(server: Server): void {
   // CONNECT (authority-form target, RFC 9112 §3.2.3) asks for a tunnel: no proxy here. Unanswered, Node would
   // close the connection without a word.
   server.on('connect', (_request: IncomingMessage, socket: Duplex) => {
-    const body = JSON.stringify({
-      error: 'invalid_request',
-      error_description: 'CONNECT is not supported: this server is not a proxy',
-    });
-    socket.end(
-      'HTTP/1.1 405 Method Not Allowed\r\n' +
-        'Content-Type: application/json; charset=utf-8\r\n' +
-        `Content-Length: ${Buffer.byteLength(body)}\r\n` +
-        'Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n' +
-        body,
-    );
+    answerOnSocket(socket, '405 Method Not Allowed', 'CONNECT is not supported: this server is not a proxy');
   });
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
     if (error.code === 'ECONNRESET' || !socket.writable) {
@@ -252,20 +242,26 @@ export function answerUnparsableRequests(server: Server): void {
       return;
     }
     const tooLarge = error.code === 'HPE_HEADER_OVERFLOW';
-    const body = JSON.stringify({
-      error: 'invalid_request',
-      error_description: tooLarge
+    answerOnSocket(
+      socket,
+      tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request',
+      tooLarge
         ? 'the request line and headers are larger than 16 KiB'
         : 'the request is not well-formed HTTP/1.1',
-    });
-    socket.end(
-      `HTTP/1.1 ${tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\n` +
-        'Content-Type: application/json; charset=utf-8\r\n' +
-        `Content-Length: ${Buffer.byteLength(body)}\r\n` +
-        'Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n' +
-        body,
     );
   });
+}
+
+/** An `invalid_request` answer written on the socket itself, which then closes. */
+function answerOnSocket(socket: Duplex, status: string, description: string): void {
+  const body = JSON.stringify({ error: 'invalid_request', error_description: description });
+  socket.end(
+    `HTTP/1.1 ${status}\r\n` +
+      'Content-Type: application/json; charset=utf-8\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+      'Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n' +
+      body,
+  );
 }
 
 async function listen(koa: Koa, port: number, host: string): Promise<RunningServer> {

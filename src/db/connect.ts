@@ -97,9 +97,14 @@ export async function connectDatabase(config: DatabaseConfig): Promise<DatabaseH
     queryErrors,
     async close() {
       await db.destroy();
-      if (dataDir !== undefined && !dataDir.startsWith('memory://')) await keepPrivate(dataDir);
+      if (isDataFolder(dataDir)) await keepPrivate(dataDir);
     },
   };
+}
+
+/** Whether the embedded database lives in a folder; without one (`memory://`) it vanishes with the process. */
+export function isDataFolder(dataDir: string | undefined): dataDir is string {
+  return dataDir !== undefined && !dataDir.startsWith('memory://');
 }
 
 /**
@@ -108,10 +113,7 @@ export async function connectDatabase(config: DatabaseConfig): Promise<DatabaseH
  * WebAssembly memory and compiled code would otherwise stay with the server for its lifetime.
  */
 async function openPglite(dataDir: string | undefined): Promise<PGlite> {
-  // No folder: in memory (`memory://` or none), which vanishes with the process.
-  if (dataDir === undefined || dataDir.startsWith('memory://')) {
-    return PGlite.create(dataDir ?? 'memory://', { postgresqlconf: PGLITE_SETTINGS });
-  }
+  if (!isDataFolder(dataDir)) return PGlite.create('memory://', { postgresqlconf: PGLITE_SETTINGS });
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   if (!existsSync(join(dataDir, 'PG_VERSION'))) await initialisePglite(dataDir);
   const pglite = await PGlite.create(dataDir, { postgresqlconf: PGLITE_SETTINGS });
